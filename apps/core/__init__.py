@@ -1,0 +1,1 @@
+"""What every app shares: roles, tenant scoping, errors, Redis, middleware, notifications."""

@@ -1,0 +1,51 @@
+"""Redis clients (sync and asyncio) shared by the whole process, and the key prefix."""
+
+from __future__ import annotations
+
+import threading
+
+import redis
+import redis.asyncio as aioredis
+from django.conf import settings
+
+_lock = threading.Lock()
+_sync_client: redis.Redis | None = None
+_async_clients: dict[int, aioredis.Redis] = {}
+
+
+def key(*parts) -> str:
+    """A namespaced key: every key Switchyard writes goes through here."""
+    return settings.REDIS_KEY_PREFIX + ":".join(str(p) for p in parts)
+
+
+def get_redis() -> redis.Redis:
+    global _sync_client
+    if _sync_client is None:
+        with _lock:
+            if _sync_client is None:
+                _sync_client = redis.Redis.from_url(
+                    settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=2, health_check_interval=30
+                )
+    return _sync_client
+
+
+def get_async_redis() -> aioredis.Redis:
+    """One asyncio client per running event loop (a client cannot cross loops)."""
+    import asyncio
+
+    loop_id = id(asyncio.get_running_loop())
+    client = _async_clients.get(loop_id)
+    if client is None:
+        client = aioredis.Redis.from_url(
+            settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=2, max_connections=512
+        )
+        _async_clients[loop_id] = client
+    return client
+
+
+def reset_clients() -> None:
+    """Forget cached clients (tests that point REDIS_URL elsewhere call this)."""
+    global _sync_client
+    with _lock:
+        _sync_client = None
+        _async_clients.clear()

@@ -1,0 +1,65 @@
+"""Process health, readiness, the console home and the placeholder sections."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.db import connection
+from django.http import JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+
+from .redis import get_redis
+
+
+@never_cache
+def healthz(request):
+    """The process is alive and serving; depends on nothing else."""
+    return JsonResponse({"status": "ok"})
+
+
+def check_dependencies() -> dict[str, str]:
+    checks: dict[str, str] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["postgres"] = "ok"
+    except Exception as exc:  # any failure means not ready; say which
+        checks["postgres"] = f"unavailable: {exc.__class__.__name__}"
+    try:
+        get_redis().ping()
+        checks["redis"] = "ok"
+    except Exception as exc:
+        checks["redis"] = f"unavailable: {exc.__class__.__name__}"
+    return checks
+
+
+@never_cache
+def readyz(request):
+    """Ready to take traffic: Postgres and Redis answer. 503 names what is down."""
+    checks = check_dependencies()
+    down = [name for name, state in checks.items() if state != "ok"]
+    body = {"status": "ok" if not down else "unavailable", "checks": checks}
+    if down:
+        body["down"] = down
+    return JsonResponse(body, status=503 if down else 200)
+
+
+@login_required
+def home(request):
+    return redirect("tenants:list")
+
+
+SECTIONS = {
+    "usage": ("Usage", "Requests, tokens and latency per tenant, model, department and project, from the gateway's usage records."),
+    "sla": ("SLA", "Per-tenant SLA policies, compliance, error budgets, burn-rate alerts and live dashboards."),
+    "audit": ("Audit", "The encrypted, hash-chained audit trail: search, export, verification and compliance reports."),
+    "billing": ("Billing", "Model prices, cost allocation and chargeback, invoices and budgets."),
+    "regions": ("Regions", "Regions and model deployments, their health, failover and failback."),
+    "settings": ("Settings", "Identity providers, notification channels, encryption keys and API gateway exports."),
+}
+
+
+@login_required
+def section(request, name: str):
+    title, description = SECTIONS[name]
+    return render(request, "core/section.html", {"title": title, "description": description, "section": name})

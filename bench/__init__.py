@@ -1,0 +1,1 @@
+"""Benchmark and simulation tools for Switchyard (upstream model simulator, load drivers)."""
