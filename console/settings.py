@@ -98,6 +98,12 @@ SWITCHYARD_KEK = env_str("SWITCHYARD_KEK")
 if PRODUCTION and not SWITCHYARD_KEK:
     raise ImproperlyConfigured("SWITCHYARD_KEK (or SWITCHYARD_KEK_FILE) is required in production")
 
+# audit: the Ed25519 seed (32 bytes, base64) that signs audit checkpoints. It lives outside the
+# database; development and test generate one under SWITCHYARD_DATA_DIR when it is missing.
+SWITCHYARD_AUDIT_SIGNING_KEY = env_str("SWITCHYARD_AUDIT_SIGNING_KEY")
+if PRODUCTION and not SWITCHYARD_AUDIT_SIGNING_KEY:
+    raise ImproperlyConfigured("SWITCHYARD_AUDIT_SIGNING_KEY (or SWITCHYARD_AUDIT_SIGNING_KEY_FILE) is required in production")
+
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["*"] if not PRODUCTION else [])
 if PRODUCTION and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS is required in production")
@@ -138,6 +144,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "apps.core.middleware.RequestContextMiddleware",
+    # accounts: idle/absolute session timeouts, then MFA before any console page.
+    "apps.accounts.middleware.SessionPolicyMiddleware",
+    "apps.accounts.middleware.MFAEnforcementMiddleware",
 ]
 
 ROOT_URLCONF = "console.urls"
@@ -167,7 +176,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Every key Switchyard writes starts with this prefix, so one Redis can serve several installs.
-REDIS_KEY_PREFIX = env_str("SWITCHYARD_REDIS_PREFIX", "sy:")
+# Test runs take a namespace of their own per process (and pass it on to the servers and workers
+# they start through the environment), so parallel runs never see or delete each other's keys.
+REDIS_KEY_PREFIX = env_str("SWITCHYARD_REDIS_PREFIX") or (
+    f"sytest:{os.environ.get('PYTEST_XDIST_WORKER', 'main')}:{os.getpid()}:" if "pytest" in sys.modules else "sy:"
+)
 
 CACHES = {
     "default": {
@@ -179,7 +192,11 @@ CACHES = {
 
 # --- Auth and sessions --------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
-AUTHENTICATION_BACKENDS = ["apps.accounts.backends.EmailPasswordBackend"]
+AUTHENTICATION_BACKENDS = [
+    "apps.accounts.backends.EmailPasswordBackend",
+    # accounts: holds SAML/OIDC/LDAP sessions (authenticates nobody itself).
+    "apps.accounts.backends.ExternalIdentityBackend",
+]
 LOGIN_URL = "accounts:signin"
 LOGIN_REDIRECT_URL = "core:home"
 LOGOUT_REDIRECT_URL = "accounts:signin"
@@ -213,6 +230,19 @@ if env_bool("DJANGO_BEHIND_TLS_PROXY", False):
 # /healthz and /readyz answer plain HTTP to load balancers even when TLS is enforced.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 
+# --- accounts: sign-in, MFA, tokens ----------------------------------------------------------
+# Brute-force protection: failures counted per account and per client address over the window.
+SIGNIN_MAX_FAILURES_PER_ACCOUNT = env_int("SWITCHYARD_SIGNIN_MAX_FAILURES_PER_ACCOUNT", 5)
+SIGNIN_MAX_FAILURES_PER_IP = env_int("SWITCHYARD_SIGNIN_MAX_FAILURES_PER_IP", 50)
+SIGNIN_LOCKOUT_SECONDS = env_int("SWITCHYARD_SIGNIN_LOCKOUT_SECONDS", 15 * 60)
+# How long a re-authentication allows MFA, email and recovery-code changes.
+SWITCHYARD_REAUTH_SECONDS = env_int("SWITCHYARD_REAUTH_SECONDS", 5 * 60)
+ACCESS_TOKEN_SECONDS = env_int("SWITCHYARD_ACCESS_TOKEN_SECONDS", 3600)
+REFRESH_TOKEN_SECONDS = env_int("SWITCHYARD_REFRESH_TOKEN_SECONDS", 30 * 86400)
+ACCESS_TOKEN_CACHE_SECONDS = env_int("SWITCHYARD_ACCESS_TOKEN_CACHE_SECONDS", 30)
+OIDC_HTTP_TIMEOUT = float(env_int("SWITCHYARD_OIDC_HTTP_TIMEOUT_SECONDS", 5))
+LDAP_TIMEOUT_SECONDS = env_int("SWITCHYARD_LDAP_TIMEOUT_SECONDS", 5)
+
 # --- I18N, time and static ----------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -239,6 +269,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("SWITCHYARD_MAX_BODY_BYTES", 2 * 1024 * 10
 # --- REST framework -----------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # accounts: `Authorization: Bearer sya_...` access tokens from /api/v1/auth/token. First,
+        # so a missing or bad credential is a 401 with WWW-Authenticate rather than a 403.
+        "apps.accounts.tokens.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -258,6 +291,9 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
 }
+# accounts: tenant roles appear on several models (memberships, service clients, identity
+# providers); name their schema enum once.
+SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})["RoleEnum"] = "apps.core.roles.Role"
 
 # --- Celery -------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
@@ -315,3 +351,106 @@ LOGGING = {
 # --- Switchyard -----------------------------------------------------------------------------
 SWITCHYARD_DATA_DIR = Path(env_str("SWITCHYARD_DATA_DIR", str(BASE_DIR / "var")))
 RESERVED_TENANT_SLUGS = {"admin", "api", "static", "new", "console", "system", "platform"}
+
+# --- audit ----------------------------------------------------------------------------------
+# Retired checkpoint-signing public keys (base64, comma-separated) still trusted by verify_audit.
+SWITCHYARD_AUDIT_TRUSTED_KEYS = env_list("SWITCHYARD_AUDIT_TRUSTED_KEYS")
+# Sinks beyond the database, each off when unset. File: JSON lines, rotated by size.
+SWITCHYARD_AUDIT_FILE_SINK = env_str("SWITCHYARD_AUDIT_FILE_SINK")
+SWITCHYARD_AUDIT_FILE_MAX_BYTES = env_int("SWITCHYARD_AUDIT_FILE_MAX_BYTES", 100 * 1024 * 1024)
+SWITCHYARD_AUDIT_FILE_BACKUPS = env_int("SWITCHYARD_AUDIT_FILE_BACKUPS", 10)
+# Syslog (RFC 5424): tcp://host:port or udp://host:port.
+SWITCHYARD_AUDIT_SYSLOG = env_str("SWITCHYARD_AUDIT_SYSLOG")
+# Splunk-HEC-style webhook: events POSTed as JSON with "Authorization: Splunk <token>".
+SWITCHYARD_AUDIT_WEBHOOK_URL = env_str("SWITCHYARD_AUDIT_WEBHOOK_URL")
+SWITCHYARD_AUDIT_WEBHOOK_TOKEN = env_str("SWITCHYARD_AUDIT_WEBHOOK_TOKEN")
+SWITCHYARD_AUDIT_WEBHOOK_VERIFY_TLS = env_bool("SWITCHYARD_AUDIT_WEBHOOK_VERIFY_TLS", True)
+# Outbox delivery: events per batch, and the backoff after a failure (doubling, capped).
+SWITCHYARD_AUDIT_SINK_BATCH = env_int("SWITCHYARD_AUDIT_SINK_BATCH", 500)
+SWITCHYARD_AUDIT_SINK_BACKOFF_SECONDS = env_int("SWITCHYARD_AUDIT_SINK_BACKOFF_SECONDS", 5)
+SWITCHYARD_AUDIT_SINK_BACKOFF_MAX_SECONDS = env_int("SWITCHYARD_AUDIT_SINK_BACKOFF_MAX_SECONDS", 300)
+# The most events one export returns (CSV or JSON, streamed).
+SWITCHYARD_AUDIT_EXPORT_MAX_ROWS = env_int("SWITCHYARD_AUDIT_EXPORT_MAX_ROWS", 100_000)
+if PRODUCTION and SWITCHYARD_AUDIT_WEBHOOK_URL and not SWITCHYARD_AUDIT_WEBHOOK_URL.startswith("https://"):
+    raise ImproperlyConfigured("SWITCHYARD_AUDIT_WEBHOOK_URL must be https:// in production")
+
+# --- keys: KEK provider, data-key cache, rotation and re-encryption ----------------------------
+# The class that wraps data keys (a KekProvider subclass with a from_settings() constructor).
+SWITCHYARD_KEK_PROVIDER = env_str("SWITCHYARD_KEK_PROVIDER", "apps.keys.providers.LocalKekProvider")
+# Seconds an unwrapped data key (and which version is primary) stays in process memory.
+SWITCHYARD_KEYS_CACHE_SECONDS = env_int("SWITCHYARD_KEYS_CACHE_SECONDS", 60)
+# Rows re-encrypted per transaction, and the rotation period of the platform keyring.
+SWITCHYARD_KEYS_REENCRYPT_BATCH = env_int("SWITCHYARD_KEYS_REENCRYPT_BATCH", 500)
+SWITCHYARD_PLATFORM_KEY_ROTATION_DAYS = env_int("SWITCHYARD_PLATFORM_KEY_ROTATION_DAYS", 90)
+# Key events are audited through this function (keys sits below audit, so it is named here, not imported).
+SWITCHYARD_KEYS_AUDIT_HOOK = env_str("SWITCHYARD_KEYS_AUDIT_HOOK", "apps.audit.services.record_event")
+
+# --- gateway quotas, violations, notifications and metrics (engineer Q) --------------------------
+# While Redis is down and a tenant chose the degraded mode, each server process admits this
+# fraction (1/N) of the tenant's per-minute, per-day and concurrency limits: set N to the number
+# of server processes. After a Redis connection failure, it is not retried for this many seconds.
+SWITCHYARD_QUOTA_DEGRADED_DIVISOR = env_int("SWITCHYARD_QUOTA_DEGRADED_DIVISOR", 2)
+SWITCHYARD_QUOTA_BREAKER_SECONDS = float(env_str("SWITCHYARD_QUOTA_BREAKER_SECONDS", "1") or "1")
+# Quota violations: at most one notification per tenant and limit per this many minutes.
+SWITCHYARD_VIOLATION_NOTIFY_MINUTES = env_int("SWITCHYARD_VIOLATION_NOTIFY_MINUTES", 15)
+# Notification delivery: HTTP timeout and retries (exponential backoff from 10 s).
+SWITCHYARD_NOTIFY_TIMEOUT_SECONDS = env_int("SWITCHYARD_NOTIFY_TIMEOUT_SECONDS", 10)
+SWITCHYARD_NOTIFY_MAX_RETRIES = env_int("SWITCHYARD_NOTIFY_MAX_RETRIES", 5)
+# Repeated notifications with the same dedup key are dropped for this long.
+SWITCHYARD_NOTIFY_DEDUP_SECONDS = env_int("SWITCHYARD_NOTIFY_DEDUP_SECONDS", 900)
+# Webhook channels may target private and loopback addresses (off in production: SSRF).
+SWITCHYARD_NOTIFY_ALLOW_PRIVATE = env_bool("SWITCHYARD_NOTIFY_ALLOW_PRIVATE", not PRODUCTION)
+# Core sits below audit: its audit events go through the function named here.
+SWITCHYARD_CORE_AUDIT_HOOK = env_str("SWITCHYARD_CORE_AUDIT_HOOK", "apps.audit.services.record_event")
+# When set, GET /metrics requires "Authorization: Bearer <token>".
+SWITCHYARD_METRICS_TOKEN = env_str("SWITCHYARD_METRICS_TOKEN")
+SWITCHYARD_BEAT["gateway-flush-quota-violations"] = ("apps.gateway.violations.flush_violations", 15)
+# Task modules outside the apps' tasks.py that workers must import.
+CELERY_IMPORTS = [*globals().get("CELERY_IMPORTS", []), "apps.core.notifications", "apps.gateway.violations"]
+
+# --- Regions: deployments, passive health, router and upstream providers (apps.regions, ---------
+# --- apps/gateway/router.py, apps/gateway/providers) ---------------------------------------------
+# Consecutive upstream failures that put a deployment in a cool-down, and how long it lasts.
+REGIONS_HEALTH_FAILURE_THRESHOLD = env_int("SWITCHYARD_HEALTH_FAILURE_THRESHOLD", 3)
+REGIONS_HEALTH_COOLDOWN_SECONDS = env_int("SWITCHYARD_HEALTH_COOLDOWN_SECONDS", 30)
+# Each gateway process re-reads the shared health state at most this often (milliseconds); its own
+# failures count at once. Another process's cool-down is seen within this delay.
+REGIONS_HEALTH_CACHE_SECONDS = env_int("SWITCHYARD_HEALTH_CACHE_MS", 500) / 1000
+# The router's in-process deployment table: the Redis version counter is checked at most this often
+# (milliseconds), and the table is reloaded at least this often (seconds) even if no change was signalled.
+ROUTER_VERSION_CHECK_SECONDS = env_int("SWITCHYARD_ROUTER_VERSION_CHECK_MS", 1000) / 1000
+ROUTER_SNAPSHOT_MAX_AGE_SECONDS = env_int("SWITCHYARD_ROUTER_SNAPSHOT_MAX_AGE_SECONDS", 30)
+# Upstream connections one gateway process may hold open (all deployments together).
+GATEWAY_UPSTREAM_POOL_SIZE = env_int("SWITCHYARD_UPSTREAM_POOL_SIZE", 4096)
+GATEWAY_ANTHROPIC_VERSION = env_str("SWITCHYARD_ANTHROPIC_VERSION", "2023-06-01")
+# The Messages API requires max_tokens; used when a caller leaves it out.
+GATEWAY_ANTHROPIC_DEFAULT_MAX_TOKENS = env_int("SWITCHYARD_ANTHROPIC_DEFAULT_MAX_TOKENS", 1024)
+
+# --- gateway: API keys, the request pipeline, metering (engineer G) ------------------------------
+# Largest prompt (characters over all messages) a request may carry: larger ones get 413.
+SWITCHYARD_MAX_PROMPT_CHARS = env_int("SWITCHYARD_MAX_PROMPT_CHARS", 200_000)
+# max_tokens when a request leaves it out (it is also the token reservation), and its ceiling.
+SWITCHYARD_DEFAULT_MAX_TOKENS = env_int("SWITCHYARD_DEFAULT_MAX_TOKENS", 1024)
+SWITCHYARD_MAX_OUTPUT_TOKENS = env_int("SWITCHYARD_MAX_OUTPUT_TOKENS", 32_768)
+# Usage records: queued in Redis, written in batches of this size every this many milliseconds.
+SWITCHYARD_USAGE_BATCH = env_int("SWITCHYARD_USAGE_BATCH", 500)
+SWITCHYARD_USAGE_FLUSH_MS = env_int("SWITCHYARD_USAGE_FLUSH_MS", 200)
+# Monthly usage partitions older than this are dropped (prompts/responses follow each tenant's retention_days).
+SWITCHYARD_USAGE_RETENTION_MONTHS = env_int("SWITCHYARD_USAGE_RETENTION_MONTHS", 13)
+SWITCHYARD_BEAT["gateway-drain-usage"] = ("apps.gateway.tasks.drain_usage", 10)
+SWITCHYARD_BEAT["gateway-usage-partitions"] = ("apps.gateway.tasks.maintain_usage_partitions", 86400)
+SWITCHYARD_BEAT["gateway-purge-content"] = ("apps.gateway.tasks.purge_stored_content", 3600)
+
+# --- sla: rollups, compliance and burn-rate alerts, reports ----------------------------------------
+# plotly.js is served from the installed plotly package (never a CDN, never a committed copy), as
+# /static/vendor/plotly/plotly.min.js; added once even if another app asks for it too.
+import plotly as _plotly  # noqa: E402
+
+if not any(isinstance(entry, tuple) and entry[0] == "vendor/plotly" for entry in STATICFILES_DIRS):
+    STATICFILES_DIRS.append(("vendor/plotly", str(Path(_plotly.__file__).parent / "package_data")))
+# Minutes of usage records each rollup run recomputes (records land late through the usage queue).
+SWITCHYARD_SLA_ROLLUP_LOOKBACK_MINUTES = env_int("SWITCHYARD_SLA_ROLLUP_LOOKBACK_MINUTES", 10)
+SWITCHYARD_BEAT["sla-rollup-usage"] = ("apps.sla.tasks.rollup_usage", 15)
+SWITCHYARD_BEAT["sla-evaluate"] = ("apps.sla.tasks.evaluate_sla", 60)
+SWITCHYARD_BEAT["sla-monthly-reports"] = ("apps.sla.tasks.monthly_reports", 3600)
+SWITCHYARD_BEAT["sla-prune-rollups"] = ("apps.sla.tasks.prune_rollups", 86400)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-# Each test process gets its own Redis key namespace, so parallel runs never see each other's
-# counters. Set before Django reads its settings.
-os.environ.setdefault("SWITCHYARD_ENV", "test")
-os.environ["SWITCHYARD_REDIS_PREFIX"] = f"sytest:{os.environ.get('PYTEST_XDIST_WORKER', 'main')}:{os.getpid()}:"
+import pytest
+from django.conf import settings
 
-import pytest  # noqa: E402
+# Settings give each test process its own Redis key namespace; servers and workers that tests
+# start inherit it through the environment.
+os.environ["SWITCHYARD_REDIS_PREFIX"] = settings.REDIS_KEY_PREFIX
+os.environ.setdefault("SWITCHYARD_ENV", "test")
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -91,6 +92,13 @@ def client_for(db):
     def make(user):
         client = Client()
         client.force_login(user, backend="apps.accounts.backends.EmailPasswordBackend")
+        # Mark the session as having passed MFA (the accounts MFA middleware checks this flag);
+        # tests/accounts and tests/e2e exercise the real MFA path.
+        import time
+
+        session = client.session
+        session["mfa_verified_at"] = time.time()
+        session.save()
         return client
 
     return make

@@ -54,7 +54,7 @@ class TenantChildViewSet(ScopedViewSet):
         self.tenant = get_object_or_404(
             tenant_model.objects.restrict(request.user, "view"), pk=kwargs[self.tenant_lookup_kwarg]
         )
-        if self.action == "list" or self.action == "create" or self.detail is False:
+        if not self.detail:
             if not user_can(request.user, self.tenant.pk, self.required_action()):
                 raise PermissionDenied("Your role does not allow this on this tenant.")
 

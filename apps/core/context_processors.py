@@ -2,13 +2,20 @@
 
 NAV = [
     ("tenants", "Tenants", "tenants:list"),
-    ("usage", "Usage", "core:section-usage"),
-    ("sla", "SLA", "core:section-sla"),
-    ("audit", "Audit", "core:section-audit"),
+    ("usage", "Usage", "gateway:usage"),
+    ("sla", "SLA", "sla:fleet"),
+    ("audit", "Audit", "audit:search"),
     ("billing", "Billing", "core:section-billing"),
-    ("regions", "Regions", "core:section-regions"),
+    ("regions", "Regions", "regions:index"),
     ("settings", "Settings", "core:section-settings"),
 ]
+
+
+def _active_section(match) -> str:
+    if match is None:
+        return ""
+    return match.kwargs.get("name") if match.url_name == "section" or str(match.url_name).startswith("section-") \
+        else (match.app_name or "")
 
 
 def console(request):
@@ -17,5 +24,5 @@ def console(request):
     return {
         "nav_items": NAV,
         "is_platform_admin": is_platform_admin,
-        "active_section": getattr(getattr(request, "resolver_match", None), "app_name", "") or "",
+        "active_section": _active_section(getattr(request, "resolver_match", None)),
     }

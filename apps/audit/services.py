@@ -1,0 +1,354 @@
+"""Audit writes: append events to a tenant's chain, sign checkpoints, purge by retention."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.db import connection, transaction
+
+from .chain import body_hash, canonical, link_hash, normalise_json
+from .models import GENESIS_HASH, PLATFORM_CHAIN, ActorType, AuditEvent, ChainHead, Checkpoint, CheckpointKind, Result
+
+logger = logging.getLogger(__name__)
+
+EVENT_TABLE = AuditEvent._meta.db_table
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did it, when it is not a User or API-key object: kind is user, api_key or system."""
+
+    kind: str
+    id: str = ""
+    label: str = ""
+    user_id: int | None = None
+
+
+SYSTEM = Actor(ActorType.SYSTEM, "", "system")
+
+
+def _actor_fields(actor) -> tuple[str, str, str, int | None]:
+    if actor is None:
+        return ActorType.SYSTEM, "", "system", None
+    if isinstance(actor, Actor):
+        if actor.kind not in ActorType.values:
+            raise ValueError(f"unknown actor kind {actor.kind!r}")
+        return actor.kind, str(actor.id or ""), actor.label or "", actor.user_id
+    if hasattr(actor, "prefix"):  # an API key: name it by its public prefix, never its secret
+        user_id = getattr(actor, "user_id", None)
+        return ActorType.API_KEY, str(actor.pk), str(actor.prefix), int(user_id) if user_id is not None else None
+    if getattr(actor, "is_authenticated", False) and getattr(actor, "pk", None) is not None:
+        label = getattr(actor, "email", "") or str(actor)
+        return ActorType.USER, str(actor.pk), label, int(actor.pk)
+    return ActorType.ANONYMOUS, "", "", None
+
+
+def _clean_ip(value) -> str:
+    if not value:
+        return ""
+    try:
+        return str(ipaddress.ip_address(str(value).strip()))
+    except ValueError:
+        return ""
+
+
+def _tenant_key(tenant_id) -> str | None:
+    if tenant_id is None or tenant_id == "":
+        return None
+    return str(getattr(tenant_id, "pk", tenant_id))
+
+
+def encrypt_details(*, tenant_id: str | None, event_id: str, details: dict) -> str:
+    """The details dict as a ciphertext token bound to this event's row (apps.keys)."""
+    from apps.keys import services as key_services
+
+    return key_services.encrypt(
+        tenant_id=tenant_id, plaintext=canonical(normalise_json(details)), table=EVENT_TABLE, row=event_id, field="details"
+    )
+
+
+def build_event(
+    *,
+    action: str,
+    tenant_id: str | None,
+    actor=None,
+    resource_type: str = "",
+    resource_id: str = "",
+    result: str = Result.SUCCESS,
+    request=None,
+    ip: str | None = None,
+    user_agent: str = "",
+    metadata: dict | None = None,
+    details: dict | None = None,
+    occurred_at: datetime | None = None,
+    event_id: uuid.UUID | None = None,
+) -> dict:
+    """The columns of a new event with its body hash: all the work that needs no chain lock."""
+    if not action or len(action) > 100:
+        raise ValueError("action must be 1 to 100 characters")
+    if result not in Result.values:
+        raise ValueError(f"result must be one of {', '.join(Result.values)}, got {result!r}")
+    tenant = _tenant_key(tenant_id)
+    actor_type, actor_id, actor_label, user_id = _actor_fields(actor)
+    request_id = ""
+    if request is not None:
+        from apps.core.middleware import client_ip
+
+        ip = ip or client_ip(request)
+        user_agent = user_agent or request.headers.get("User-Agent", "")
+        request_id = getattr(request, "request_id", "") or ""
+        if actor is None and getattr(getattr(request, "user", None), "is_authenticated", False):
+            actor_type, actor_id, actor_label, user_id = _actor_fields(request.user)
+    event_id = event_id or uuid.uuid4()
+    row = {
+        "id": event_id,
+        "tenant_id": tenant,
+        "occurred_at": (occurred_at or datetime.now(UTC)).astimezone(UTC),
+        "actor_type": actor_type,
+        "actor_id": actor_id[:64],
+        "actor_label": actor_label[:254],
+        "user_id": user_id,
+        "action": action,
+        "resource_type": (resource_type or "")[:100],
+        "resource_id": str(resource_id or "")[:200],
+        "result": result,
+        "ip": _clean_ip(ip),
+        "user_agent": (user_agent or "")[:500],
+        "request_id": request_id[:128],
+        "metadata": normalise_json(metadata),
+        "details": encrypt_details(tenant_id=tenant, event_id=str(event_id), details=details) if details else None,
+    }
+    row["body_hash"] = body_hash(row)
+    return row
+
+
+_COLUMNS = (
+    "id", "tenant_id", "occurred_at", "actor_type", "actor_id", "actor_label", "user_id", "action",
+    "resource_type", "resource_id", "result", "ip", "user_agent", "request_id", "metadata", "details",
+)
+
+# One statement, one round trip: advance the head (its row lock serialises the chain until the
+# caller commits) and insert the event with the link hash Postgres computes from the old head.
+# Built only from this module's constants; every value is a parameter.
+_APPEND_SQL = f"""
+WITH head AS (
+    UPDATE audit_chain_head
+       SET last_seq = last_seq + 1,
+           prev_hash = last_hash,
+           last_hash = encode(sha256(convert_to(last_hash || '|' || (last_seq + 1)::text || '|' || %s, 'UTF8')), 'hex'),
+           updated_at = now()
+     WHERE chain = %s
+ RETURNING last_seq, prev_hash, last_hash
+)
+INSERT INTO {EVENT_TABLE} ({", ".join(_COLUMNS)}, seq, prev_hash, hash)
+SELECT {", ".join("%s::jsonb" if c == "metadata" else "%s" for c in _COLUMNS)}, head.last_seq, head.prev_hash, head.last_hash
+  FROM head
+RETURNING seq, prev_hash, hash
+"""  # noqa: S608
+
+_ENSURE_HEAD_SQL = (
+    "INSERT INTO audit_chain_head (chain, last_seq, last_hash, prev_hash, updated_at) "
+    "VALUES (%s, 0, %s, %s, now()) ON CONFLICT (chain) DO NOTHING"
+)
+
+
+def _params(row: dict) -> list:
+    return [canonical(row[c]) if c == "metadata" else row[c] for c in _COLUMNS]
+
+
+def _as_event(row: dict, seq: int, prev_hash: str, hash_: str) -> AuditEvent:
+    fields = {c: row[c] for c in _COLUMNS}
+    event = AuditEvent(**fields, seq=seq, prev_hash=prev_hash, hash=hash_)
+    event._state.adding = False
+    return event
+
+
+def record_event(
+    *,
+    action: str,
+    tenant_id: str | None,
+    actor=None,
+    resource_type: str = "",
+    resource_id: str = "",
+    result: str = Result.SUCCESS,
+    request=None,
+    ip: str | None = None,
+    user_agent: str = "",
+    metadata: dict | None = None,
+    details: dict | None = None,
+) -> AuditEvent:
+    """Append one event to its tenant's chain (tenant_id None: the platform chain), inside the
+    caller's transaction so it commits or rolls back with the change it records. `metadata`
+    is stored in clear; `details` is encrypted with the tenant's data key."""
+    row = build_event(
+        action=action, tenant_id=tenant_id, actor=actor, resource_type=resource_type, resource_id=resource_id,
+        result=result, request=request, ip=ip, user_agent=user_agent, metadata=metadata, details=details,
+    )
+    chain = row["tenant_id"] or PLATFORM_CHAIN
+    params = [row["body_hash"], chain, *_params(row)]
+    with connection.cursor() as cursor:
+        cursor.execute(_APPEND_SQL, params)
+        returned = cursor.fetchone()
+        if returned is None:  # the chain's first event: create its head, then append
+            cursor.execute(_ENSURE_HEAD_SQL, [chain, GENESIS_HASH, GENESIS_HASH])
+            cursor.execute(_APPEND_SQL, params)
+            returned = cursor.fetchone()
+    return _as_event(row, *returned)
+
+
+_BULK_CHUNK = 1000
+_BULK_INSERT_SQL = f"INSERT INTO {EVENT_TABLE} ({', '.join(_COLUMNS)}, seq, prev_hash, hash) VALUES "  # noqa: S608
+
+
+def record_events_bulk(events: list[dict]) -> int:
+    """Append many events (record_event's arguments, without request) in one short transaction:
+    each chain's head is locked once, in a fixed order so concurrent batches never deadlock."""
+    if not events:
+        return 0
+    rows = [build_event(**event) for event in events]
+    by_chain: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_chain[row["tenant_id"] or PLATFORM_CHAIN].append(row)
+    placeholders = "(" + ", ".join("%s::jsonb" if c == "metadata" else "%s" for c in _COLUMNS) + ", %s, %s, %s)"
+    with transaction.atomic(), connection.cursor() as cursor:
+        for chain in sorted(by_chain):
+            cursor.execute(_ENSURE_HEAD_SQL, [chain, GENESIS_HASH, GENESIS_HASH])
+            cursor.execute("SELECT last_seq, last_hash FROM audit_chain_head WHERE chain = %s FOR UPDATE", [chain])
+            seq, prev = cursor.fetchone()
+            chain_rows = by_chain[chain]
+            values: list[list] = []
+            last_prev = prev
+            for row in chain_rows:
+                seq += 1
+                digest = link_hash(prev, seq, row["body_hash"])
+                values.append([*_params(row), seq, prev, digest])
+                last_prev, prev = prev, digest
+            for start in range(0, len(values), _BULK_CHUNK):
+                chunk = values[start:start + _BULK_CHUNK]
+                cursor.execute(_BULK_INSERT_SQL + ", ".join([placeholders] * len(chunk)), [v for p in chunk for v in p])
+            cursor.execute(
+                "UPDATE audit_chain_head SET last_seq = %s, last_hash = %s, prev_hash = %s, updated_at = now() WHERE chain = %s",
+                [seq, prev, last_prev, chain],
+            )
+    return len(rows)
+
+
+# --- Checkpoints -----------------------------------------------------------------------------
+
+
+def checkpoint_payload(*, tenant_id, kind, seq, head_hash, created_at, previous_digest, key_id) -> bytes:
+    """The bytes a checkpoint signature covers."""
+    from .chain import format_time
+
+    return canonical({
+        "chain": tenant_id or PLATFORM_CHAIN, "kind": kind, "seq": seq, "head_hash": head_hash,
+        "created_at": format_time(created_at), "previous": previous_digest, "key_id": key_id,
+    }).encode()
+
+
+def checkpoint_digest(checkpoint: Checkpoint) -> str:
+    """What the next checkpoint names: a hash of this one's payload and signature."""
+    import hashlib
+
+    payload = checkpoint_payload(
+        tenant_id=checkpoint.tenant_id, kind=checkpoint.kind, seq=checkpoint.seq, head_hash=checkpoint.head_hash,
+        created_at=checkpoint.created_at, previous_digest=checkpoint.previous_digest, key_id=checkpoint.key_id,
+    )
+    return hashlib.sha256(payload + b"|" + checkpoint.signature.encode()).hexdigest()
+
+
+def _sign_checkpoint(*, tenant_id, kind, seq, head_hash) -> Checkpoint:
+    from . import signing
+
+    previous = Checkpoint.objects.filter(tenant_id=tenant_id).order_by("-id").select_for_update().first()
+    previous_digest = checkpoint_digest(previous) if previous else GENESIS_HASH
+    created_at = datetime.now(UTC)
+    key_id = signing.current_key_id()
+    payload = checkpoint_payload(
+        tenant_id=tenant_id, kind=kind, seq=seq, head_hash=head_hash, created_at=created_at,
+        previous_digest=previous_digest, key_id=key_id,
+    )
+    return Checkpoint.objects.create(
+        tenant_id=tenant_id, kind=kind, seq=seq, head_hash=head_hash, created_at=created_at, previous=previous,
+        previous_digest=previous_digest, key_id=key_id, signature=signing.sign(payload),
+    )
+
+
+def checkpoint_chain(*, chain: str) -> Checkpoint | None:
+    """Sign the chain's current head, unless the last checkpoint already covers it."""
+    tenant_id = chain or None
+    with transaction.atomic():
+        head = ChainHead.objects.filter(chain=chain).first()
+        if head is None or head.last_seq == 0:
+            return None
+        last = Checkpoint.objects.filter(tenant_id=tenant_id).order_by("-id").first()
+        if last is not None and last.seq == head.last_seq and last.head_hash == head.last_hash:
+            return None
+        return _sign_checkpoint(tenant_id=tenant_id, kind=CheckpointKind.SCHEDULED, seq=head.last_seq, head_hash=head.last_hash)
+
+
+def checkpoint_all_chains() -> int:
+    created = 0
+    for chain in ChainHead.objects.values_list("chain", flat=True):
+        if checkpoint_chain(chain=chain) is not None:
+            created += 1
+    return created
+
+
+# --- Retention -------------------------------------------------------------------------------
+
+
+def purge_expired_events(*, tenant_id: str, retention_days: int, now: datetime | None = None, actor=None) -> int:
+    """Delete the tenant's events older than its retention. A signed anchor at the cut keeps the
+    rest verifiable; events a sink has not yet received are kept; the purge is itself audited."""
+    if retention_days < 1:
+        raise ValueError("retention_days must be at least 1")
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
+    from .sinks import undelivered_floor
+
+    with transaction.atomic():
+        cut = (
+            AuditEvent.objects.filter(tenant_id=tenant_id, occurred_at__lt=cutoff)
+            .order_by("-seq").values_list("seq", flat=True).first()
+        )
+        if cut is None:
+            return 0
+        floor = undelivered_floor(tenant_id or PLATFORM_CHAIN)
+        if floor is not None:
+            cut = min(cut, floor)
+        anchor_event = AuditEvent.objects.filter(tenant_id=tenant_id, seq=cut).values("seq", "hash").first()
+        if anchor_event is None:
+            return 0
+        first_seq = AuditEvent.objects.filter(tenant_id=tenant_id).order_by("seq").values_list("seq", flat=True).first()
+        if first_seq is None or first_seq > cut:
+            return 0
+        anchor = _sign_checkpoint(tenant_id=tenant_id, kind=CheckpointKind.ANCHOR, seq=cut, head_hash=anchor_event["hash"])
+        deleted, _ = AuditEvent.objects.filter(tenant_id=tenant_id, seq__lte=cut).delete()
+        record_event(
+            action="audit.retention_purge", tenant_id=tenant_id, actor=actor, resource_type="audit_chain",
+            resource_id=tenant_id or "platform",
+            metadata={
+                "deleted": deleted, "through_seq": cut, "retention_days": retention_days,
+                "cutoff": cutoff.isoformat(), "anchor_checkpoint": anchor.pk,
+            },
+        )
+    logger.info("audit events purged", extra={"tenant_id": tenant_id, "deleted": deleted, "through_seq": cut})
+    return deleted
+
+
+def purge_all_tenants(*, now: datetime | None = None) -> dict[str, int]:
+    """Apply each tenant's retention_days (read through the app registry: audit sits below tenants)."""
+    from django.apps import apps
+
+    tenant_model = apps.get_model("tenants", "Tenant")
+    results: dict[str, int] = {}
+    for tenant_id, days in tenant_model.objects.values_list("pk", "retention_days"):
+        deleted = purge_expired_events(tenant_id=tenant_id, retention_days=days, now=now)
+        if deleted:
+            results[tenant_id] = deleted
+    return results

@@ -1,0 +1,29 @@
+"""One object of every tenant-owned kind for a tenant, so the scoping matrix can reach each route.
+
+A new tenant-scoped route whose object kind is missing here makes the matrix test fail and say so."""
+
+from __future__ import annotations
+
+
+def populate_tenant(tenant, admin) -> None:
+    from apps.gateway.services import create_api_key
+    from apps.keys.services import ensure_tenant_keyring
+    from apps.regions.models import Region
+    from apps.regions.services import create_deployment
+    from apps.tenants import services
+    from apps.tenants.models import ResourcePool
+
+    from apps.core.models import NotificationChannel
+
+    ensure_tenant_keyring(tenant_id=tenant.pk)
+    NotificationChannel.objects.create(tenant=tenant, kind="webhook", name="ops hook", target="http://127.0.0.1:9/hook")
+    dept = services.save_department(actor=admin, tenant=tenant, name="Engineering", code="eng")
+    project = services.save_project(actor=admin, tenant=tenant, name="Bot", code="bot", department=dept)
+    pool = ResourcePool.objects.create(name=f"pool-{tenant.pk}", cpu_millicores=1000, memory_mib=1000, storage_gib=10,
+                                       bandwidth_mbps=10)
+    services.allocate_resources(actor=admin, tenant=tenant, pool=pool, cpu_millicores=10)
+    create_api_key(actor=admin, tenant=tenant, name="matrix key", user=admin, department=dept, project=project)
+    region = Region.objects.filter(pk="matrix-us").first() or Region.objects.create(id="matrix-us", name="Matrix US", group="us")
+    create_deployment(actor=None, name=f"dedicated-{tenant.pk}", model="sim-small", provider="simulator",
+                      upstream_model="sim-small", base_url="http://127.0.0.1:9", region=region, tenant=tenant,
+                      api_key="sk-matrix")

@@ -1,0 +1,1 @@
+"""Tests of the gateway: keys, quotas, routing, the pipeline and endpoints."""
