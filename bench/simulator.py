@@ -757,6 +757,8 @@ def create_app(config: SimulatorConfig | None = None, shutdown_timeout: float = 
         # so drain here: release parked requests (they answer 503), give the rest the grace, cancel stragglers.
         state.closing = True
         state.unhang.set()
+        with open("/tmp/drain.log", "a") as f:
+            f.write(f"{state.config.name} drain start in_flight={state.in_flight} tasks={[t.get_stack(limit=3) for t in state.tasks]}\n")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + shutdown_timeout
         while state.in_flight and loop.time() < deadline:
@@ -873,7 +875,12 @@ async def serve(config: SimulatorConfig, host: str, port: int, shutdown_timeout:
     try:
         await stop.wait()
     finally:
+        with open("/tmp/drain.log", "a") as f:
+            f.write(f"{config.name} signal\n")
+        _t0 = time.monotonic()
         await runner.cleanup()
+        with open("/tmp/drain.log", "a") as f:
+            f.write(f"{config.name} cleanup {time.monotonic() - _t0:.3f}\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

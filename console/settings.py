@@ -194,8 +194,10 @@ CACHES = {
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
     "apps.accounts.backends.EmailPasswordBackend",
-    # accounts: holds SAML/OIDC/LDAP sessions (authenticates nobody itself).
-    "apps.accounts.backends.ExternalIdentityBackend",
+    # accounts: hold SAML/OIDC/LDAP sessions (they authenticate nobody themselves).
+    "apps.accounts.backends.SAMLSignInBackend",
+    "apps.accounts.backends.OIDCSignInBackend",
+    "apps.accounts.backends.LDAPSignInBackend",
 ]
 LOGIN_URL = "accounts:signin"
 LOGIN_REDIRECT_URL = "core:home"
@@ -242,6 +244,7 @@ REFRESH_TOKEN_SECONDS = env_int("SWITCHYARD_REFRESH_TOKEN_SECONDS", 30 * 86400)
 ACCESS_TOKEN_CACHE_SECONDS = env_int("SWITCHYARD_ACCESS_TOKEN_CACHE_SECONDS", 30)
 OIDC_HTTP_TIMEOUT = float(env_int("SWITCHYARD_OIDC_HTTP_TIMEOUT_SECONDS", 5))
 LDAP_TIMEOUT_SECONDS = env_int("SWITCHYARD_LDAP_TIMEOUT_SECONDS", 5)
+# (accounts' periodic cleanup is added to SWITCHYARD_BEAT below, where the schedule is defined.)
 
 # --- I18N, time and static ----------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -316,6 +319,8 @@ SWITCHYARD_BEAT = {
     "audit-deliver-outbox": ("apps.audit.tasks.deliver_outbox", 10),
     "audit-retention": ("apps.audit.tasks.purge_expired_events", 86400),
     "keys-rotation-check": ("apps.keys.tasks.rotate_due_keys", 86400),
+    # accounts: drop long-expired tokens and ended session rows.
+    "accounts-purge-expired-credentials": ("apps.accounts.tasks.purge_expired_credentials", 86400),
 }
 
 
@@ -369,6 +374,9 @@ SWITCHYARD_AUDIT_WEBHOOK_VERIFY_TLS = env_bool("SWITCHYARD_AUDIT_WEBHOOK_VERIFY_
 SWITCHYARD_AUDIT_SINK_BATCH = env_int("SWITCHYARD_AUDIT_SINK_BATCH", 500)
 SWITCHYARD_AUDIT_SINK_BACKOFF_SECONDS = env_int("SWITCHYARD_AUDIT_SINK_BACKOFF_SECONDS", 5)
 SWITCHYARD_AUDIT_SINK_BACKOFF_MAX_SECONDS = env_int("SWITCHYARD_AUDIT_SINK_BACKOFF_MAX_SECONDS", 300)
+# Retention of the platform chain and of the chains of deleted tenants (tenants set their own).
+SWITCHYARD_AUDIT_PLATFORM_RETENTION_DAYS = env_int("SWITCHYARD_AUDIT_PLATFORM_RETENTION_DAYS", 365)
+SWITCHYARD_AUDIT_DELETED_TENANT_RETENTION_DAYS = env_int("SWITCHYARD_AUDIT_DELETED_TENANT_RETENTION_DAYS", 365)
 # The most events one export returns (CSV or JSON, streamed).
 SWITCHYARD_AUDIT_EXPORT_MAX_ROWS = env_int("SWITCHYARD_AUDIT_EXPORT_MAX_ROWS", 100_000)
 if PRODUCTION and SWITCHYARD_AUDIT_WEBHOOK_URL and not SWITCHYARD_AUDIT_WEBHOOK_URL.startswith("https://"):
@@ -391,6 +399,8 @@ SWITCHYARD_KEYS_AUDIT_HOOK = env_str("SWITCHYARD_KEYS_AUDIT_HOOK", "apps.audit.s
 # of server processes. After a Redis connection failure, it is not retried for this many seconds.
 SWITCHYARD_QUOTA_DEGRADED_DIVISOR = env_int("SWITCHYARD_QUOTA_DEGRADED_DIVISOR", 2)
 SWITCHYARD_QUOTA_BREAKER_SECONDS = float(env_str("SWITCHYARD_QUOTA_BREAKER_SECONDS", "1") or "1")
+# Redis connections for quota admission per server process; more requests than this wait their turn.
+SWITCHYARD_QUOTA_REDIS_POOL = env_int("SWITCHYARD_QUOTA_REDIS_POOL", 64)
 # Quota violations: at most one notification per tenant and limit per this many minutes.
 SWITCHYARD_VIOLATION_NOTIFY_MINUTES = env_int("SWITCHYARD_VIOLATION_NOTIFY_MINUTES", 15)
 # Notification delivery: HTTP timeout and retries (exponential backoff from 10 s).
@@ -402,9 +412,14 @@ SWITCHYARD_NOTIFY_DEDUP_SECONDS = env_int("SWITCHYARD_NOTIFY_DEDUP_SECONDS", 900
 SWITCHYARD_NOTIFY_ALLOW_PRIVATE = env_bool("SWITCHYARD_NOTIFY_ALLOW_PRIVATE", not PRODUCTION)
 # Core sits below audit: its audit events go through the function named here.
 SWITCHYARD_CORE_AUDIT_HOOK = env_str("SWITCHYARD_CORE_AUDIT_HOOK", "apps.audit.services.record_event")
+# Where server processes share Prometheus values (so /metrics on any worker reports them all);
+# PROMETHEUS_MULTIPROC_DIR, if set, wins. Off under tests: each process keeps its own registry.
+SWITCHYARD_METRICS_DIR = env_str("SWITCHYARD_METRICS_DIR", None if TESTING else str(SWITCHYARD_DATA_DIR / "prometheus"))
 # When set, GET /metrics requires "Authorization: Bearer <token>".
 SWITCHYARD_METRICS_TOKEN = env_str("SWITCHYARD_METRICS_TOKEN")
+SWITCHYARD_VIOLATION_RETENTION_DAYS = env_int("SWITCHYARD_VIOLATION_RETENTION_DAYS", 90)
 SWITCHYARD_BEAT["gateway-flush-quota-violations"] = ("apps.gateway.violations.flush_violations", 15)
+SWITCHYARD_BEAT["gateway-purge-quota-violations"] = ("apps.gateway.violations.purge_old_violations", 86400)
 # Task modules outside the apps' tasks.py that workers must import.
 CELERY_IMPORTS = [*globals().get("CELERY_IMPORTS", []), "apps.core.notifications", "apps.gateway.violations"]
 
@@ -454,3 +469,41 @@ SWITCHYARD_BEAT["sla-rollup-usage"] = ("apps.sla.tasks.rollup_usage", 15)
 SWITCHYARD_BEAT["sla-evaluate"] = ("apps.sla.tasks.evaluate_sla", 60)
 SWITCHYARD_BEAT["sla-monthly-reports"] = ("apps.sla.tasks.monthly_reports", 3600)
 SWITCHYARD_BEAT["sla-prune-rollups"] = ("apps.sla.tasks.prune_rollups", 86400)
+
+# --- billing: prices, allocation, chargeback, invoices, budgets (apps.billing) --------------------
+# Invoice numbers read <prefix>-<year>-<6-digit gap-free sequence>, e.g. SY-2026-000123.
+BILLING_INVOICE_PREFIX = env_str("SWITCHYARD_INVOICE_PREFIX", "SY")
+# Budgets: re-push hard limits to the gateway and send 50/80/100 % alerts every minute.
+SWITCHYARD_BEAT["billing-check-budgets"] = ("apps.billing.tasks.check_budgets", 60)
+# Invoices: hourly, the last closed month is invoiced for every tenant not invoiced yet (idempotent).
+SWITCHYARD_BEAT["billing-monthly-invoices"] = ("apps.billing.tasks.monthly_invoices", 3600)
+# Requests of one server process that may be in a Redis-heavy step (auth, admission, settling) at once.
+SWITCHYARD_REDIS_PHASE_LIMIT = env_int("SWITCHYARD_REDIS_PHASE_LIMIT", 128)
+
+# --- regions HA: active health checks, failover/failback, redirect hooks, single beat, tracing -----
+# Active probes: every this many seconds (beat), each with this timeout; a deployment counts as down
+# after this many consecutive failed probes (its cool-down then lasts a few intervals, renewed while down).
+SWITCHYARD_HEALTH_CHECK_SECONDS = env_int("SWITCHYARD_HEALTH_CHECK_SECONDS", 5)
+SWITCHYARD_HEALTH_PROBE_TIMEOUT_SECONDS = float(env_str("SWITCHYARD_HEALTH_PROBE_TIMEOUT_SECONDS", "2") or "2")
+SWITCHYARD_HEALTH_PROBE_FAILURES = env_int("SWITCHYARD_HEALTH_PROBE_FAILURES", 2)
+# Probe history (per-minute rollups) is kept this many days.
+SWITCHYARD_HEALTH_HISTORY_DAYS = env_int("SWITCHYARD_HEALTH_HISTORY_DAYS", 30)
+# Failover policies without their own setting fail back after the primary is healthy this long.
+SWITCHYARD_FAILBACK_AFTER_SECONDS = env_int("SWITCHYARD_FAILBACK_AFTER_SECONDS", 120)
+# Traffic-redirect hooks called with the new primary on each failover/failback (dotted classes with
+# from_settings()); the webhook is added when its URL is set. Body signed as the notification webhooks are.
+SWITCHYARD_FAILOVER_HOOKS = env_list("SWITCHYARD_FAILOVER_HOOKS")
+SWITCHYARD_FAILOVER_WEBHOOK_URL = env_str("SWITCHYARD_FAILOVER_WEBHOOK_URL")
+SWITCHYARD_FAILOVER_WEBHOOK_SECRET = env_str("SWITCHYARD_FAILOVER_WEBHOOK_SECRET")
+# DNS redirect: a DnsProvider subclass, the record to point ({model} is replaced) and region -> endpoint (JSON).
+SWITCHYARD_FAILOVER_DNS_PROVIDER = env_str("SWITCHYARD_FAILOVER_DNS_PROVIDER")
+SWITCHYARD_FAILOVER_DNS_RECORD = env_str("SWITCHYARD_FAILOVER_DNS_RECORD", "{model}.llm.internal")
+SWITCHYARD_FAILOVER_DNS_TARGETS = __import__("json").loads(env_str("SWITCHYARD_FAILOVER_DNS_TARGETS", "{}") or "{}")
+SWITCHYARD_FAILOVER_HOOK_TIMEOUT_SECONDS = float(env_str("SWITCHYARD_FAILOVER_HOOK_TIMEOUT_SECONDS", "5") or "5")
+# Single active beat: the beat holding this Redis lock schedules; others wait until it expires.
+SWITCHYARD_BEAT_LOCK_SECONDS = env_int("SWITCHYARD_BEAT_LOCK_SECONDS", 30)
+# OpenTelemetry: spans are exported over OTLP/HTTP only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+OTEL_EXPORTER_OTLP_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_ENDPOINT")
+OTEL_SERVICE_NAME = env_str("OTEL_SERVICE_NAME", "switchyard")
+SWITCHYARD_BEAT["regions-health-checks"] = ("apps.regions.tasks.run_health_checks", SWITCHYARD_HEALTH_CHECK_SECONDS)
+SWITCHYARD_BEAT["regions-prune-health-history"] = ("apps.regions.tasks.prune_health_history", 86400)

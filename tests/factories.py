@@ -27,3 +27,11 @@ def populate_tenant(tenant, admin) -> None:
     create_deployment(actor=None, name=f"dedicated-{tenant.pk}", model="sim-small", provider="simulator",
                       upstream_model="sim-small", base_url="http://127.0.0.1:9", region=region, tenant=tenant,
                       api_key="sk-matrix")
+    # accounts: an identity provider and a service client of the tenant.
+    from apps.accounts import services as accounts_services
+    from apps.accounts.tokens import create_service_client
+
+    accounts_services.create_identity_provider(
+        tenant=tenant, actor=admin, kind="ldap", name="Directory", ldap_server_uri="ldap://127.0.0.1:9",
+        ldap_user_search_base="dc=example", ldap_bind_password="bind-secret")
+    create_service_client(tenant_id=tenant.pk, name="matrix client", role="member", created_by=admin)

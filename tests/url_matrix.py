@@ -62,6 +62,6 @@ def build_path(route: Route, values: dict[str, str]) -> str:
     path = route.pattern.replace("^", "").replace("$", "")
     for kwarg in route.kwargs:
         value = str(values[kwarg])
-        path = re.sub(rf"<(?:\w+:)?{kwarg}>", value, path)
         path = re.sub(rf"\(\?P<{kwarg}>[^)]*\)", value, path)
+        path = re.sub(rf"<(?:\w+:)?{kwarg}>", value, path)
     return "/" + path.replace("\\", "")

@@ -17,7 +17,7 @@ from apps.core.errors import error_response
 from apps.core.middleware import client_ip
 from apps.core.roles import Role
 
-from . import bruteforce, mfa, selectors, services, tokens
+from . import bruteforce, mfa, selectors, services, sessions, tokens
 from .forms import COMMON_FIELDS, KIND_FIELDS
 from .models import IdentityProvider, ServiceClient, User
 
@@ -272,3 +272,36 @@ class WhoAmIView(APIView):
             return Response({"kind": "service_client", "client_id": user.client_id, "tenant": user.tenant_id, "role": user.role})
         return Response({"kind": "user", "id": user.pk, "email": user.email, "platform_admin": user.is_platform_admin,
                          "tenants": user.tenant_roles()})
+
+
+class UserSessionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    method = serializers.CharField()
+    ip = serializers.IPAddressField(allow_null=True)
+    user_agent = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    last_seen_at = serializers.DateTimeField()
+
+
+class MySessionsView(APIView):
+    """GET /api/v1/auth/sessions: the signed-in user's console sessions."""
+
+    @extend_schema(responses={200: UserSessionSerializer(many=True)})
+    def get(self, request):
+        if not isinstance(request.user, User):
+            return error_response(403, "Service clients have no console sessions.")
+        return Response(UserSessionSerializer(sessions.active_sessions(request.user), many=True).data)
+
+
+class EndUserSessionsView(APIView):
+    """POST /api/v1/auth/users/{id}/end-sessions: an admin signs a user out everywhere and
+    revokes their API tokens."""
+
+    @extend_schema(request=None, responses={200: None})
+    def post(self, request, user_id: int):
+        if not isinstance(request.user, User):
+            return error_response(403, "Only people may end sessions.")
+        target = selectors.managed_user(request.user, user_id)
+        ended = sessions.end_all_sessions(user=target, actor=request.user, request=request)
+        revoked = tokens.revoke_all_for_user(user=target, actor=request.user, request=request)
+        return Response({"sessions_ended": ended, "token_families_revoked": revoked})

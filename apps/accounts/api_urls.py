@@ -11,5 +11,7 @@ urlpatterns = [
     path("auth/token", api.TokenView.as_view(), name="auth-token"),
     path("auth/revoke", api.RevokeView.as_view(), name="auth-revoke"),
     path("auth/whoami", api.WhoAmIView.as_view(), name="auth-whoami"),
+    path("auth/sessions", api.MySessionsView.as_view(), name="auth-sessions"),
+    path("auth/users/<int:user_id>/end-sessions", api.EndUserSessionsView.as_view(), name="auth-end-user-sessions"),
     *router.urls,
 ]

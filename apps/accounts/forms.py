@@ -63,7 +63,7 @@ KIND_FIELDS = {
     ProviderKind.SAML: ["saml_idp_entity_id", "saml_sso_url", "saml_slo_url", "saml_idp_x509_cert",
                         "saml_allow_idp_initiated", "saml_email_attribute", "saml_groups_attribute"],
     ProviderKind.OIDC: ["oidc_issuer", "oidc_client_id", "oidc_client_secret", "oidc_scopes", "oidc_groups_claim"],
-    ProviderKind.LDAP: ["ldap_server_uri", "ldap_start_tls", "ldap_bind_dn", "ldap_bind_password", "ldap_user_search_base",
+    ProviderKind.LDAP: ["ldap_server_uri", "ldap_start_tls", "ldap_ca_cert", "ldap_bind_dn", "ldap_bind_password", "ldap_user_search_base",
                         "ldap_user_filter", "ldap_group_search_base", "ldap_group_filter"],
 }
 SECRET_FIELDS = ("oidc_client_secret", "ldap_bind_password")

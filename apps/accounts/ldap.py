@@ -3,6 +3,9 @@ group search and group-to-role mapping, configured from its IdentityProvider at 
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import ldap
 from django.conf import settings
 from django_auth_ldap.backend import LDAPBackend, LDAPSettings
@@ -28,11 +31,7 @@ class TenantLDAPBackend(LDAPBackend):
         config.ALWAYS_UPDATE_USER = True
         config.NO_NEW_USERS = not provider.jit_create_users
         config.CACHE_TIMEOUT = 0  # group membership is read fresh at every sign-in
-        config.CONNECTION_OPTIONS = {
-            ldap.OPT_NETWORK_TIMEOUT: settings.LDAP_TIMEOUT_SECONDS,
-            ldap.OPT_TIMEOUT: settings.LDAP_TIMEOUT_SECONDS,
-            ldap.OPT_REFERRALS: 0,
-        }
+        config.CONNECTION_OPTIONS = connection_options(provider)
         if provider.ldap_group_search_base:
             config.GROUP_SEARCH = LDAPSearch(provider.ldap_group_search_base, ldap.SCOPE_SUBTREE,
                                              provider.ldap_group_filter or "(objectClass=groupOfNames)")
@@ -41,6 +40,34 @@ class TenantLDAPBackend(LDAPBackend):
 
     def ldap_to_django_username(self, username):
         return username.strip().lower()
+
+
+def _ca_file(pem: str) -> str:
+    """libldap reads CAs from a file: keep one per distinct PEM under the data directory."""
+    directory = Path(settings.SWITCHYARD_DATA_DIR) / "ldap-ca"
+    path = directory / (hashlib.sha256(pem.encode()).hexdigest()[:32] + ".pem")
+    if not path.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(pem.strip() + "\n")
+        tmp.replace(path)
+    return str(path)
+
+
+def connection_options(provider: IdentityProvider) -> dict:
+    """Timeouts always; with StartTLS or ldaps://, a verified certificate (the provider's CA when
+    given). OPT_X_TLS_NEWCTX goes last: it applies the TLS options set before it."""
+    options = {
+        ldap.OPT_NETWORK_TIMEOUT: settings.LDAP_TIMEOUT_SECONDS,
+        ldap.OPT_TIMEOUT: settings.LDAP_TIMEOUT_SECONDS,
+        ldap.OPT_REFERRALS: 0,
+    }
+    if provider.ldap_start_tls or provider.ldap_server_uri.startswith("ldaps://"):
+        options[ldap.OPT_X_TLS_REQUIRE_CERT] = ldap.OPT_X_TLS_DEMAND
+        if provider.ldap_ca_cert.strip():
+            options[ldap.OPT_X_TLS_CACERTFILE] = _ca_file(provider.ldap_ca_cert)
+        options[ldap.OPT_X_TLS_NEWCTX] = 0
+    return options
 
 
 def authenticate(request, provider: IdentityProvider, *, email: str, password: str):
@@ -59,10 +86,9 @@ def test_connection(provider: IdentityProvider) -> list[str]:
         return ["The server URI is required."]
     problems = []
     conn = ldap.initialize(provider.ldap_server_uri)
-    conn.set_option(ldap.OPT_NETWORK_TIMEOUT, settings.LDAP_TIMEOUT_SECONDS)
-    conn.set_option(ldap.OPT_TIMEOUT, settings.LDAP_TIMEOUT_SECONDS)
-    conn.set_option(ldap.OPT_REFERRALS, 0)
     try:
+        for option, value in connection_options(provider).items():
+            conn.set_option(option, value)
         if provider.ldap_start_tls:
             conn.start_tls_s()
         conn.simple_bind_s(provider.ldap_bind_dn or "", provider.ldap_bind_password or "")
@@ -76,6 +102,8 @@ def test_connection(provider: IdentityProvider) -> list[str]:
         problems.append("A search base does not exist in the directory.")
     except ldap.SERVER_DOWN:
         problems.append("The server could not be reached.")
+    except ldap.CONNECT_ERROR:
+        problems.append("The TLS connection failed: check the CA certificate and the server's name.")
     except ldap.LDAPError as exc:
         problems.append(f"The directory answered with an error: {exc.__class__.__name__}.")
     finally:

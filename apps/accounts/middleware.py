@@ -11,9 +11,10 @@ from apps.core.errors import error_response
 
 from . import sessions
 
-# Paths a signed-in user without MFA may still reach: the MFA pages themselves, sign-out,
-# static files and probes.
-_MFA_EXEMPT = ("/accounts/mfa/", "/accounts/signout/", "/accounts/signin/", "/accounts/saml/", "/accounts/oidc/", "/static/", "/healthz", "/readyz", "/metrics")
+# Paths a signed-in user without MFA may still reach: the MFA pages themselves, re-authentication
+# (an enrolment that waited too long asks for the password again), sign-in and sign-out, static
+# files and probes.
+_MFA_EXEMPT = ("/accounts/mfa/", "/accounts/reauth/", "/accounts/signout/", "/accounts/signin/", "/accounts/saml/", "/accounts/oidc/", "/static/", "/healthz", "/readyz", "/metrics")
 
 
 def _is_api(request) -> bool:

@@ -162,6 +162,8 @@ class IdentityProvider(TenantOwnedModel):
     # LDAP
     ldap_server_uri = models.CharField(max_length=500, blank=True, help_text="ldap://host:389 or ldaps://host:636")
     ldap_start_tls = models.BooleanField(default=False)
+    ldap_ca_cert = models.TextField(blank=True, help_text="PEM certificate(s) of the CA that signed the directory's "
+                                    "TLS certificate; blank uses the system's trusted CAs.")
     ldap_bind_dn = models.CharField(max_length=500, blank=True)
     ldap_bind_password = EncryptedTextField(null=True, blank=True)
     ldap_user_search_base = models.CharField(max_length=500, blank=True)

@@ -8,12 +8,13 @@ from urllib.parse import urlparse
 
 from django.conf import settings
 from django.urls import reverse
+from lxml import etree
 from onelogin.saml2.auth import OneLogin_Saml2_Auth
 from onelogin.saml2.constants import OneLogin_Saml2_Constants
 from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
 from onelogin.saml2.response import OneLogin_Saml2_Response
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
-from onelogin.saml2.utils import OneLogin_Saml2_Error
+from onelogin.saml2.utils import OneLogin_Saml2_Error, OneLogin_Saml2_Utils
 
 from apps.core.redis import get_redis, key
 
@@ -193,8 +194,18 @@ def begin_logout(request, provider: IdentityProvider, *, name_id: str, session_i
 
 def process_logout(request, provider: IdentityProvider, *, delete_session) -> str | None:
     """Handle the IdP's LogoutRequest or LogoutResponse; returns a URL to redirect to, if any."""
+    request_id = None
+    if request.GET.get("SAMLResponse"):
+        # A LogoutResponse must answer a LogoutRequest this SP sent (and only once).
+        try:
+            xml = OneLogin_Saml2_Utils.decode_base64_and_inflate(request.GET["SAMLResponse"])
+            request_id = etree.fromstring(xml, parser=etree.XMLParser(resolve_entities=False, no_network=True)).get("InResponseTo")
+        except Exception as exc:  # malformed: refuse, never a 500
+            raise SAMLError(f"unreadable LogoutResponse: {exc.__class__.__name__}") from None
+        if not request_id or not get_redis().getdel(_request_key(provider.tenant_id, "slo:" + request_id)):
+            raise SAMLError("LogoutResponse answers no logout request of ours")
     auth = OneLogin_Saml2_Auth(_request_data(request), saml_settings(provider))
-    url = auth.process_slo(delete_session_cb=delete_session)
+    url = auth.process_slo(delete_session_cb=delete_session, request_id=request_id)
     if auth.get_errors():
         raise SAMLError(auth.get_last_error_reason() or ", ".join(auth.get_errors()))
     return url
@@ -210,7 +221,6 @@ def test_connection(provider: IdentityProvider) -> list[str]:
         return problems
     try:
         from cryptography import x509
-        from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
         pem = OneLogin_Saml2_Utils.format_cert(provider.saml_idp_x509_cert)
         cert = x509.load_pem_x509_certificate(pem.encode())

@@ -134,3 +134,24 @@ def change_email(*, user: User, email: str, request=None) -> None:
         user.save(update_fields=["email"])
         record_event(action="user.email_change", tenant_id=None, actor=user, resource_type="user", resource_id=str(user.pk),
                      request=request, metadata={"old_domain": old_domain, "new_domain": email_domain(user.email)})
+
+
+def purge_expired_credentials(*, keep_days: int = 30) -> dict[str, int]:
+    """Remove access and refresh tokens expired or revoked more than `keep_days` ago (reuse
+    detection needs a used refresh token only until its family expires) and ended session rows."""
+    from datetime import timedelta
+
+    from django.contrib.sessions.models import Session
+    from django.db.models import Q
+    from django.utils import timezone
+
+    from .models import AccessToken, RefreshToken, UserSession
+
+    cutoff = timezone.now() - timedelta(days=keep_days)
+    old = Q(expires_at__lt=cutoff) | Q(revoked_at__lt=cutoff)
+    with transaction.atomic():
+        access, _ = AccessToken.objects.filter(old).delete()
+        refresh, _ = RefreshToken.objects.filter(old).delete()
+        ended, _ = UserSession.objects.filter(ended_at__lt=cutoff).delete()
+        expired_sessions, _ = Session.objects.filter(expire_date__lt=timezone.now()).delete()
+    return {"access_tokens": access, "refresh_tokens": refresh, "session_rows": ended, "django_sessions": expired_sessions}

@@ -30,9 +30,11 @@ def start(request, user, *, method: str, mfa_verified: bool) -> None:
     request.session[SIGNED_IN_AT] = now
     request.session[LAST_ACTIVITY] = now
     request.session["signin_method"] = method
+    # Signing in proves presence as much as re-authenticating does; until MFA passes, the MFA
+    # middleware keeps such a session away from every sensitive page anyway.
+    request.session[REAUTH_AT] = now
     if mfa_verified:
         request.session[MFA_VERIFIED_AT] = now
-        request.session[REAUTH_AT] = now
     else:
         request.session.pop(MFA_VERIFIED_AT, None)
     request.session.save()

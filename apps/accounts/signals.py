@@ -12,14 +12,16 @@ from .models import User
 
 
 @receiver(pre_save, sender=User)
-def remember_active_flag(sender, instance, **kwargs):
-    if instance.pk:
+def remember_active_flag(sender, instance, update_fields=None, **kwargs):
+    # Saves that cannot touch is_active (last_login on every sign-in) skip the extra query.
+    if instance.pk and (update_fields is None or "is_active" in update_fields):
         instance._was_active = User.objects.filter(pk=instance.pk).values_list("is_active", flat=True).first()
 
 
 @receiver(post_save, sender=User)
 def end_sessions_of_disabled_user(sender, instance, created, **kwargs):
-    if not created and getattr(instance, "_was_active", False) and not instance.is_active:
+    was_active = instance.__dict__.pop("_was_active", False)
+    if not created and was_active and not instance.is_active:
         from . import sessions, tokens
 
         with transaction.atomic():

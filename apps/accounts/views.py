@@ -18,7 +18,6 @@ from django.views.decorators.http import require_POST
 from apps.audit.services import record_event
 from apps.core.middleware import client_ip
 from apps.core.mixins import get_tenant_or_404, is_htmx
-from apps.core.roles import user_can
 
 from . import bruteforce, mfa, oidc, saml, selectors, services, sessions
 from . import ldap as ldap_signin
@@ -32,8 +31,8 @@ from .forms import (
     SetPasswordForm,
     SignInForm,
 )
-from .models import IdentityProvider, ProviderKind, User
-from .signin import EXTERNAL_BACKEND, complete_sign_in, provider_for_email, record_failure
+from .models import IdentityProvider, ProviderKind
+from .signin import complete_sign_in, provider_for_email, record_failure
 
 INVALID = "The email or password is not right, or the account is disabled."
 
@@ -51,7 +50,7 @@ def _start_sso(request, provider: IdentityProvider, next_url: str):
             return redirect(saml.begin_sign_in(request, provider, next_url=next_url))
         return redirect(oidc.begin_sign_in(request, provider, next_url=next_url))
     except (saml.SAMLError, oidc.OIDCError) as exc:
-        record_event(action="auth.signin", tenant_id=provider.tenant_id, actor=None, result="failure", request=request,
+        record_event(action="auth.sign_in_failed", tenant_id=provider.tenant_id, actor=None, result="failure", request=request,
                      metadata={"method": provider.kind, "reason": exc.reason[:200]})
         messages.error(request, str(exc))
         return redirect("accounts:signin")
@@ -79,8 +78,8 @@ def signin(request, tenant_slug: str | None = None):
     if provider and provider.kind in (ProviderKind.SAML, ProviderKind.OIDC):
         return _start_sso(request, provider, next_url)
     if bruteforce.is_locked(identifier=email, ip=client_ip(request)):
-        record_event(action="auth.signin", tenant_id=None, actor=None, result="denied", request=request,
-                     metadata={"method": "password", "reason": "locked"})
+        record_event(action="auth.sign_in_failed", tenant_id=None, actor=None, result="denied", request=request,
+                     metadata={"method": "password", "reason": "locked", "email_domain": email.rsplit("@", 1)[-1]})
         form.add_error(None, bruteforce.LOCKED_MESSAGE)
         return render(request, "accounts/signin.html", context, status=429)
     if not password:
@@ -96,7 +95,7 @@ def signin(request, tenant_slug: str | None = None):
                 record_failure(request, identifier=email, method="ldap", reason=exc.reason, tenant_id=provider.tenant_id)
                 form.add_error(None, str(exc))
                 return render(request, "accounts/signin.html", context, status=403)
-            complete_sign_in(request, user, method="ldap", backend=EXTERNAL_BACKEND, tenant_id=provider.tenant_id)
+            complete_sign_in(request, user, method="ldap", tenant_id=provider.tenant_id)
             return redirect(next_url)
         method, tenant = "ldap", provider.tenant_id
     else:
@@ -105,7 +104,10 @@ def signin(request, tenant_slug: str | None = None):
             complete_sign_in(request, user, method="password")
             return redirect(next_url)
         method, tenant = "password", None
-    locked = record_failure(request, identifier=email, method=method, reason="bad credentials", tenant_id=tenant)
+    # A failed authenticate() was audited by the audit app's receiver; LDAP's backend is called
+    # directly and fires no signal, so its failure is audited here.
+    locked = record_failure(request, identifier=email, method=method, reason="bad credentials", tenant_id=tenant,
+                            audit=method == "ldap")
     form.add_error(None, bruteforce.LOCKED_MESSAGE if locked else INVALID)
     return render(request, "accounts/signin.html", context, status=429 if locked else 400)
 
@@ -125,8 +127,6 @@ def signout(request):
                                                 session_index=saml_session.get("session_index"))
                 except saml.SAMLError:
                     slo_url = None
-        record_event(action="auth.signout", tenant_id=None, actor=user, resource_type="user", resource_id=str(user.pk),
-                     request=request)
     sessions.mark_ended(request.session.session_key, "signed_out")
     logout(request)
     return redirect(slo_url or "accounts:signin")
@@ -167,11 +167,13 @@ def mfa_verify(request):
 @never_cache
 @login_required
 def mfa_enrol(request):
-    """Enrol an authenticator. A session that already passed MFA must re-authenticate first
-    (replacing a device is an MFA change); a first enrolment needs the fresh sign-in only."""
+    """Enrol an authenticator: an MFA change, so it needs a sign-in or re-authentication from
+    the last few minutes (the forced enrolment right after sign-in has one)."""
     user = request.user
     if mfa.confirmed_device(user):
         return redirect("accounts:security")
+    if (response := _require_reauth(request)) is not None:
+        return response
     device = user.totp_device if hasattr(user, "totp_device") else mfa.start_enrolment(user=user)
     form = CodeForm(data=request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -312,25 +314,10 @@ def session_end(request, session_id: int):
 # --- Admins: another user's sessions and status ------------------------------------------------
 
 
-def _managed_user_or_404(request, user_id: int) -> User:
-    """A user the requester administers: platform admins any; tenant admins their tenants' users
-    (404 when the requester shares no tenant with them, 403 when they do but lack the role)."""
-    target = get_object_or_404(User, pk=user_id)
-    actor = request.user
-    if actor.is_platform_admin:
-        return target
-    shared = set(actor.tenant_roles()) & set(target.tenant_roles())
-    if not shared:
-        raise Http404
-    if target.is_platform_admin or not any(user_can(actor, t, "manage") for t in shared):
-        raise PermissionDenied("Your role does not allow this.")
-    return target
-
-
 @never_cache
 @login_required
 def user_sessions(request, user_id: int):
-    target = _managed_user_or_404(request, user_id)
+    target = selectors.managed_user(request.user, user_id)
     if request.method == "POST":
         action = request.POST.get("action")
         if action == "end_all":
@@ -363,15 +350,14 @@ def _finish_external(request, provider: IdentityProvider, identity: dict, next_u
                        tenant_id=provider.tenant_id)
         return render(request, "accounts/sso_failed.html", {"message": str(exc)}, status=403)
     mfa_done = bool(identity.get("mfa") and provider.trust_idp_mfa)
-    complete_sign_in(request, user, method=provider.kind, backend=EXTERNAL_BACKEND, mfa_verified=mfa_done,
-                     tenant_id=provider.tenant_id)
+    complete_sign_in(request, user, method=provider.kind, mfa_verified=mfa_done, tenant_id=provider.tenant_id)
     if extra_session:
         request.session.update(extra_session)
     return redirect(next_url)
 
 
 def saml_metadata(request, tenant_slug: str):
-    tenant_id = tenant_slug
+    tenant_id = tenant_slug  # a public entry point: the slug is only a lookup key
     provider = _sso_provider_or_404(tenant_id, ProviderKind.SAML)
     try:
         xml = saml.metadata_xml(provider)
@@ -381,7 +367,7 @@ def saml_metadata(request, tenant_slug: str):
 
 
 def saml_login(request, tenant_slug: str):
-    tenant_id = tenant_slug
+    tenant_id = tenant_slug  # a public entry point: the slug is only a lookup key
     return _start_sso(request, _sso_provider_or_404(tenant_id, ProviderKind.SAML), _safe_next(request))
 
 
@@ -389,7 +375,7 @@ def saml_login(request, tenant_slug: str):
 @require_POST
 @never_cache
 def saml_acs(request, tenant_slug: str):
-    tenant_id = tenant_slug
+    tenant_id = tenant_slug  # a public entry point: the slug is only a lookup key
     provider = _sso_provider_or_404(tenant_id, ProviderKind.SAML)
     try:
         identity = saml.consume_response(request, provider)
@@ -406,33 +392,30 @@ def saml_acs(request, tenant_slug: str):
 @csrf_exempt
 @never_cache
 def saml_sls(request, tenant_slug: str):
-    tenant_id = tenant_slug
+    tenant_id = tenant_slug  # a public entry point: the slug is only a lookup key
     provider = _sso_provider_or_404(tenant_id, ProviderKind.SAML)
 
     def end_local():
-        if request.user.is_authenticated:
-            record_event(action="auth.signout", tenant_id=tenant_id, actor=request.user, resource_type="user",
-                         resource_id=str(request.user.pk), request=request, metadata={"via": "saml_slo"})
         sessions.mark_ended(request.session.session_key, "saml_slo")
         logout(request)
 
     try:
         url = saml.process_logout(request, provider, delete_session=end_local)
     except saml.SAMLError as exc:
-        record_event(action="auth.signout", tenant_id=tenant_id, actor=None, result="failure", request=request,
-                     metadata={"via": "saml_slo", "reason": exc.reason[:200]})
+        record_event(action="auth.saml_logout_failed", tenant_id=tenant_id, actor=None, result="failure", request=request,
+                     metadata={"reason": exc.reason[:200]})
         return render(request, "accounts/sso_failed.html", {"message": str(exc)}, status=400)
     return redirect(url or "accounts:signin")
 
 
 def oidc_login(request, tenant_slug: str):
-    tenant_id = tenant_slug
+    tenant_id = tenant_slug  # a public entry point: the slug is only a lookup key
     return _start_sso(request, _sso_provider_or_404(tenant_id, ProviderKind.OIDC), _safe_next(request))
 
 
 @never_cache
 def oidc_callback(request, tenant_slug: str):
-    tenant_id = tenant_slug
+    tenant_id = tenant_slug  # a public entry point: the slug is only a lookup key
     provider = _sso_provider_or_404(tenant_id, ProviderKind.OIDC)
     try:
         if request.GET.get("error"):

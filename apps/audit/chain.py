@@ -22,9 +22,11 @@ def format_time(value: datetime) -> str:
 
 
 def _plain(value):
-    """Floats that JSON and jsonb cannot carry exactly (NaN, infinities) become strings."""
+    """Floats that JSON and jsonb cannot carry (NaN, infinities) become strings; NUL is dropped."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, str):
+        return value.replace("\x00", "")  # jsonb cannot hold NUL
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection, transaction
+from django.db.models import Max, Min
 
 from .chain import body_hash, canonical, link_hash, normalise_json
 from .models import GENESIS_HASH, PLATFORM_CHAIN, ActorType, AuditEvent, ChainHead, Checkpoint, CheckpointKind, Result
@@ -38,7 +39,10 @@ def _actor_fields(actor) -> tuple[str, str, str, int | None]:
     if isinstance(actor, Actor):
         if actor.kind not in ActorType.values:
             raise ValueError(f"unknown actor kind {actor.kind!r}")
-        return actor.kind, str(actor.id or ""), actor.label or "", actor.user_id
+        user_id = actor.user_id
+        if user_id is None and actor.kind == ActorType.USER and str(actor.id).isdigit():
+            user_id = int(actor.id)
+        return actor.kind, str(actor.id or ""), actor.label or "", user_id
     if hasattr(actor, "prefix"):  # an API key: name it by its public prefix, never its secret
         user_id = getattr(actor, "user_id", None)
         return ActorType.API_KEY, str(actor.pk), str(actor.prefix), int(user_id) if user_id is not None else None
@@ -55,6 +59,11 @@ def _clean_ip(value) -> str:
         return str(ipaddress.ip_address(str(value).strip()))
     except ValueError:
         return ""
+
+
+def _text(value, limit: int) -> str:
+    """A column value: a string without NUL (Postgres text cannot hold it), cut to the column size."""
+    return str(value or "").replace("\x00", "")[:limit]
 
 
 def _tenant_key(tenant_id) -> str | None:
@@ -87,6 +96,7 @@ def build_event(
     details: dict | None = None,
     occurred_at: datetime | None = None,
     event_id: uuid.UUID | None = None,
+    request_id: str = "",
 ) -> dict:
     """The columns of a new event with its body hash: all the work that needs no chain lock."""
     if not action or len(action) > 100:
@@ -95,13 +105,12 @@ def build_event(
         raise ValueError(f"result must be one of {', '.join(Result.values)}, got {result!r}")
     tenant = _tenant_key(tenant_id)
     actor_type, actor_id, actor_label, user_id = _actor_fields(actor)
-    request_id = ""
     if request is not None:
         from apps.core.middleware import client_ip
 
         ip = ip or client_ip(request)
         user_agent = user_agent or request.headers.get("User-Agent", "")
-        request_id = getattr(request, "request_id", "") or ""
+        request_id = request_id or getattr(request, "request_id", "") or ""
         if actor is None and getattr(getattr(request, "user", None), "is_authenticated", False):
             actor_type, actor_id, actor_label, user_id = _actor_fields(request.user)
     event_id = event_id or uuid.uuid4()
@@ -110,16 +119,16 @@ def build_event(
         "tenant_id": tenant,
         "occurred_at": (occurred_at or datetime.now(UTC)).astimezone(UTC),
         "actor_type": actor_type,
-        "actor_id": actor_id[:64],
-        "actor_label": actor_label[:254],
+        "actor_id": _text(actor_id, 64),
+        "actor_label": _text(actor_label, 254),
         "user_id": user_id,
         "action": action,
-        "resource_type": (resource_type or "")[:100],
-        "resource_id": str(resource_id or "")[:200],
+        "resource_type": _text(resource_type, 100),
+        "resource_id": _text(resource_id, 200),
         "result": result,
         "ip": _clean_ip(ip),
-        "user_agent": (user_agent or "")[:500],
-        "request_id": request_id[:128],
+        "user_agent": _text(user_agent, 500),
+        "request_id": _text(request_id, 128),
         "metadata": normalise_json(metadata),
         "details": encrypt_details(tenant_id=tenant, event_id=str(event_id), details=details) if details else None,
     }
@@ -206,35 +215,49 @@ _BULK_INSERT_SQL = f"INSERT INTO {EVENT_TABLE} ({', '.join(_COLUMNS)}, seq, prev
 
 
 def record_events_bulk(events: list[dict]) -> int:
-    """Append many events (record_event's arguments, without request) in one short transaction:
-    each chain's head is locked once, in a fixed order so concurrent batches never deadlock."""
+    """Append many events (record_event's arguments without request, plus optional `occurred_at`
+    and `request_id` for events written after the fact) in one short transaction of
+    four statements whatever the number of chains: create missing heads, lock every head touched
+    (in chain order, so concurrent batches never deadlock), insert the events, move the heads."""
     if not events:
         return 0
     rows = [build_event(**event) for event in events]
     by_chain: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         by_chain[row["tenant_id"] or PLATFORM_CHAIN].append(row)
+    chains = sorted(by_chain)
     placeholders = "(" + ", ".join("%s::jsonb" if c == "metadata" else "%s" for c in _COLUMNS) + ", %s, %s, %s)"
     with transaction.atomic(), connection.cursor() as cursor:
-        for chain in sorted(by_chain):
-            cursor.execute(_ENSURE_HEAD_SQL, [chain, GENESIS_HASH, GENESIS_HASH])
-            cursor.execute("SELECT last_seq, last_hash FROM audit_chain_head WHERE chain = %s FOR UPDATE", [chain])
-            seq, prev = cursor.fetchone()
-            chain_rows = by_chain[chain]
-            values: list[list] = []
+        cursor.execute(
+            "INSERT INTO audit_chain_head (chain, last_seq, last_hash, prev_hash, updated_at) "
+            "SELECT chain, 0, %s, %s, now() FROM unnest(%s::varchar[]) AS chain ON CONFLICT (chain) DO NOTHING",
+            [GENESIS_HASH, GENESIS_HASH, chains],
+        )
+        cursor.execute(
+            "SELECT chain, last_seq, last_hash FROM audit_chain_head WHERE chain = ANY(%s::varchar[]) ORDER BY chain FOR UPDATE",
+            [chains],
+        )
+        heads = {chain: (seq, last_hash) for chain, seq, last_hash in cursor.fetchall()}
+        values: list[list] = []
+        moved: list[tuple] = []
+        for chain in chains:
+            seq, prev = heads[chain]
             last_prev = prev
-            for row in chain_rows:
+            for row in by_chain[chain]:
                 seq += 1
                 digest = link_hash(prev, seq, row["body_hash"])
                 values.append([*_params(row), seq, prev, digest])
                 last_prev, prev = prev, digest
-            for start in range(0, len(values), _BULK_CHUNK):
-                chunk = values[start:start + _BULK_CHUNK]
-                cursor.execute(_BULK_INSERT_SQL + ", ".join([placeholders] * len(chunk)), [v for p in chunk for v in p])
-            cursor.execute(
-                "UPDATE audit_chain_head SET last_seq = %s, last_hash = %s, prev_hash = %s, updated_at = now() WHERE chain = %s",
-                [seq, prev, last_prev, chain],
-            )
+            moved.append((chain, seq, prev, last_prev))
+        for start in range(0, len(values), _BULK_CHUNK):
+            chunk = values[start:start + _BULK_CHUNK]
+            cursor.execute(_BULK_INSERT_SQL + ", ".join([placeholders] * len(chunk)), [v for p in chunk for v in p])
+        cursor.execute(
+            "UPDATE audit_chain_head AS h SET last_seq = m.seq, last_hash = m.last_hash, prev_hash = m.prev_hash, updated_at = now() "
+            "FROM unnest(%s::varchar[], %s::bigint[], %s::varchar[], %s::varchar[]) AS m(chain, seq, last_hash, prev_hash) "
+            "WHERE h.chain = m.chain",
+            [list(col) for col in zip(*moved, strict=True)],
+        )
     return len(rows)
 
 
@@ -303,7 +326,7 @@ def checkpoint_all_chains() -> int:
 # --- Retention -------------------------------------------------------------------------------
 
 
-def purge_expired_events(*, tenant_id: str, retention_days: int, now: datetime | None = None, actor=None) -> int:
+def purge_expired_events(*, tenant_id: str | None, retention_days: int, now: datetime | None = None, actor=None) -> int:
     """Delete the tenant's events older than its retention. A signed anchor at the cut keeps the
     rest verifiable; events a sink has not yet received are kept; the purge is itself audited."""
     if retention_days < 1:
@@ -312,11 +335,15 @@ def purge_expired_events(*, tenant_id: str, retention_days: int, now: datetime |
     from .sinks import undelivered_floor
 
     with transaction.atomic():
-        cut = (
-            AuditEvent.objects.filter(tenant_id=tenant_id, occurred_at__lt=cutoff)
-            .order_by("-seq").values_list("seq", flat=True).first()
-        )
-        if cut is None:
+        # The cut is the last event before the first one still within retention, so an event
+        # written late with an earlier time never takes a younger one with it.
+        events = AuditEvent.objects.filter(tenant_id=tenant_id)
+        first_young = events.filter(occurred_at__gte=cutoff).aggregate(seq=Min("seq"))["seq"]
+        if first_young is None:
+            cut = events.filter(occurred_at__lt=cutoff).aggregate(seq=Max("seq"))["seq"]
+        else:
+            cut = first_young - 1
+        if not cut:
             return 0
         floor = undelivered_floor(tenant_id or PLATFORM_CHAIN)
         if floor is not None:
@@ -342,13 +369,19 @@ def purge_expired_events(*, tenant_id: str, retention_days: int, now: datetime |
 
 
 def purge_all_tenants(*, now: datetime | None = None) -> dict[str, int]:
-    """Apply each tenant's retention_days (read through the app registry: audit sits below tenants)."""
+    """Apply each tenant's retention_days (read through the app registry: audit sits below tenants);
+    the platform chain and the chains of deleted tenants keep their own configured periods."""
     from django.apps import apps
+    from django.conf import settings
 
     tenant_model = apps.get_model("tenants", "Tenant")
+    periods: dict[str | None, int] = dict(tenant_model.objects.values_list("pk", "retention_days"))
+    periods[None] = settings.SWITCHYARD_AUDIT_PLATFORM_RETENTION_DAYS
+    for chain in ChainHead.objects.exclude(chain=PLATFORM_CHAIN).values_list("chain", flat=True):
+        periods.setdefault(chain, settings.SWITCHYARD_AUDIT_DELETED_TENANT_RETENTION_DAYS)
     results: dict[str, int] = {}
-    for tenant_id, days in tenant_model.objects.values_list("pk", "retention_days"):
+    for tenant_id, days in periods.items():
         deleted = purge_expired_events(tenant_id=tenant_id, retention_days=days, now=now)
         if deleted:
-            results[tenant_id] = deleted
+            results[tenant_id or "platform"] = deleted
     return results

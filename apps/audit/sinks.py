@@ -158,8 +158,12 @@ class SyslogSink(Sink):
                 with socket.create_connection((self.host, self.port), timeout=self.timeout) as conn:
                     conn.sendall(b"".join(str(len(m)).encode() + b" " + m for m in messages))
                     conn.shutdown(socket.SHUT_WR)
-                    # Wait for the listener to close its side: the bytes were read, not just buffered.
-                    conn.recv(1)
+                    try:
+                        # Wait for the listener to close its side: the bytes were read, not just
+                        # buffered. A listener that keeps the connection open has them all the same.
+                        conn.recv(1)
+                    except TimeoutError:
+                        pass
             else:
                 with socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_DGRAM) as conn:
                     for message in messages:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
-import orjson
 from django.db import connection, transaction
 
 from . import signing
@@ -118,7 +118,8 @@ def verify_chain(chain: str) -> ChainReport:
                 break
             for row in rows:
                 event = dict(zip(_NAMES, row[:16], strict=True))
-                event["metadata"] = orjson.loads(event["metadata"]) if event["metadata"] else {}
+                # The standard parser: orjson turns integers beyond 64 bits into floats.
+                event["metadata"] = json.loads(event["metadata"]) if event["metadata"] else {}
                 seq, prev_hash, stored_hash = row[16], row[17], row[18]
                 event_id = str(event["id"])
                 report.events += 1

@@ -111,23 +111,20 @@ def compliance(request):
     allowed = _require_auditor(request.user)
     tenant = request.GET.get("tenant") or ""
     _check_tenant(request.user, tenant)
-    form = CompliancePeriodForm(request.GET or None)
+    # Without dates the form falls back to the last 30 days.
+    form = CompliancePeriodForm({k: v for k, v in request.GET.items() if k in ("since", "until")})
     report = None
     status = 200
-    if tenant:
-        if form.is_valid() or not form.is_bound:
-            if not form.is_bound:
-                form = CompliancePeriodForm({})
-                form.is_valid()
-            report = compliance_report(
-                tenant_id=None if tenant == PLATFORM else tenant,
-                since=form.cleaned_data["since"], until=form.cleaned_data["until"],
-            )
-            fmt = request.GET.get("download")
-            if fmt in ("csv", "json"):
-                return compliance_download(user=request.user, request=request, report=report, fmt=fmt)
-        else:
-            status = 400
+    if not form.is_valid():
+        status = 400
+    elif tenant:
+        report = compliance_report(
+            tenant_id=None if tenant == PLATFORM else tenant,
+            since=form.cleaned_data["since"], until=form.cleaned_data["until"],
+        )
+        fmt = request.GET.get("download")
+        if fmt in ("csv", "json"):
+            return compliance_download(user=request.user, request=request, report=report, fmt=fmt)
     query = urlencode({k: v for k, v in request.GET.items() if k != "download" and v})
     return render(request, "audit/compliance.html", {
         "form": form, "report": report, "tenant": tenant, "tenant_choices": _tenant_choices(request.user, allowed),

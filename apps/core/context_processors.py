@@ -5,9 +5,9 @@ NAV = [
     ("usage", "Usage", "gateway:usage"),
     ("sla", "SLA", "sla:fleet"),
     ("audit", "Audit", "audit:search"),
-    ("billing", "Billing", "core:section-billing"),
+    ("billing", "Billing", "billing:index"),
     ("regions", "Regions", "regions:index"),
-    ("settings", "Settings", "core:section-settings"),
+    ("settings", "Settings", "core:settings"),
 ]
 
 

@@ -170,7 +170,8 @@ def _mark(channel_id, *, ok: bool, detail: str = "") -> None:
 # --- The Celery task and the public entry points ------------------------------------------------
 
 
-@shared_task(bind=True, acks_late=True, name="apps.core.notifications.deliver_notification")
+# max_retries=None: SWITCHYARD_NOTIFY_MAX_RETRIES (checked below) decides, not Celery's default of 3.
+@shared_task(bind=True, acks_late=True, max_retries=None, name="apps.core.notifications.deliver_notification")
 def deliver_notification(self, channel_id: str, payload: dict) -> str:
     """Send one payload to one channel; retried with exponential backoff on transient failures."""
     channel = NotificationChannel.objects.filter(pk=channel_id, enabled=True).first()
@@ -205,7 +206,7 @@ def _dedup_passes(tenant_id: str, dedup_key: str | None, seconds: int) -> bool:
 def notify(*, tenant_id: str, event: str, title: str, message: str, severity: str = "warning",
            link: str | None = None, dedup_key: str | None = None, dedup_seconds: int | None = None) -> int:
     """Send an event to every enabled channel of the tenant that wants it, after the current
-    transaction commits. With `dedup_key`, the same key sends at most once per `dedup_seconds`
+    transaction commits (synchronous code only: async callers wrap it in sync_to_async). With `dedup_key`, the same key sends at most once per `dedup_seconds`
     (default SWITCHYARD_NOTIFY_DEDUP_SECONDS). Returns how many channels were selected."""
     payload = build_payload(tenant_id=str(tenant_id), event=event, title=title, message=message,
                             severity=severity, link=link)
@@ -256,7 +257,7 @@ def create_channel(*, tenant_id: str, kind: str, name: str, target: str, secret:
     with transaction.atomic():
         channel = NotificationChannel(tenant_id=tenant_id, kind=kind, name=name, target=target,
                                       secret=secret or None, events=list(events or []), enabled=enabled)
-        channel.full_clean(exclude=["tenant"])
+        channel.full_clean()
         channel.save()
         _audit(action="notification_channel.create", tenant_id=tenant_id, actor=actor, request=request,
                resource_type="notification_channel", resource_id=str(channel.pk),
@@ -279,7 +280,7 @@ def update_channel(*, channel: NotificationChannel, actor=None, request=None, **
             channel.secret = None
         elif secret:
             channel.secret = secret
-        channel.full_clean(exclude=["tenant"])
+        channel.full_clean()
         channel.save()
         _audit(action="notification_channel.update", tenant_id=channel.tenant_id, actor=actor, request=request,
                resource_type="notification_channel", resource_id=str(channel.pk),

@@ -6,6 +6,7 @@ app_name = "core"
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("settings/", views.settings_hub, name="settings"),
     *[
         path(f"section/{name}/", views.section, {"name": name}, name=f"section-{name}")
         for name in views.SECTIONS

@@ -55,8 +55,52 @@ SECTIONS = {
     "audit": ("Audit", "The encrypted, hash-chained audit trail: search, export, verification and compliance reports."),
     "billing": ("Billing", "Model prices, cost allocation and chargeback, invoices and budgets."),
     "regions": ("Regions", "Regions and model deployments, their health, failover and failback."),
-    "settings": ("Settings", "Identity providers, notification channels, encryption keys and API gateway exports."),
 }
+
+
+# The settings hub: per-tenant pages (url name, label, role action needed) and platform pages.
+TENANT_SETTINGS = [
+    ("accounts:provider-list", "Identity providers (SAML, OIDC, LDAP)", "manage"),
+    ("core:notifications", "Notification channels", "manage"),
+    ("keys:keyring", "Encryption keys", "audit"),
+    ("gateway:api-keys", "API keys", "manage"),
+    ("billing:budgets", "Budgets", "billing"),
+    ("sla:policy", "SLA policy", "manage"),
+    ("tenants:edit", "Limits and settings", "manage"),
+]
+PLATFORM_SETTINGS = [
+    ("tenants:pools", "Resource pools"),
+    ("regions:index", "Regions and deployments"),
+    ("billing:prices", "Model prices"),
+    ("integrations:index", "API gateway exports"),
+    ("keys:index", "Encryption keys of every tenant"),
+]
+
+
+@login_required
+def settings_hub(request):
+    from django.apps import apps
+    from django.urls import NoReverseMatch, reverse
+
+    from .roles import user_can
+
+    def link(name, *args):
+        try:
+            return reverse(name, args=args)
+        except NoReverseMatch:
+            return ""
+
+    tenants = apps.get_model("tenants", "Tenant").objects.restrict(request.user, "view").order_by("name")[:200]
+    rows = []
+    for tenant in tenants:
+        links = [(label, link(name, tenant.pk)) for name, label, action in TENANT_SETTINGS
+                 if user_can(request.user, tenant.pk, action)]
+        rows.append({"tenant": tenant, "links": [(label, url) for label, url in links if url]})
+    platform = [(label, link(name)) for name, label in PLATFORM_SETTINGS] if request.user.is_platform_admin else []
+    return render(request, "core/settings.html", {
+        "rows": rows, "platform": [(label, url) for label, url in platform if url],
+        "security_url": link("accounts:security"),
+    })
 
 
 @login_required

@@ -13,6 +13,7 @@ import time
 import orjson
 from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
+from redis.exceptions import RedisError
 
 from apps.core.errors import error_body
 
@@ -24,6 +25,7 @@ from .pipeline import (
     open_stream,
     parse_body,
     parse_spec,
+    redis_phase,
     resolve_caller,
     start_call,
     stream_deltas,
@@ -70,9 +72,16 @@ async def _admitted_call(request, *, endpoint: str, allow_prompt: bool) -> Call:
     body = parse_body(request)
     spec = parse_spec(body, allow_prompt=allow_prompt)
     tenant_hint = spec.tenant_id or request.headers.get("X-Switchyard-Tenant")
-    caller = await resolve_caller(request, tenant_id=tenant_hint, user_id=spec.user_id,
-                                  department=spec.department, project=spec.project)
-    return await start_call(request, endpoint=endpoint, spec=spec, caller=caller, created_at=created_at, started=started)
+    try:
+        async with redis_phase():
+            caller = await resolve_caller(request, tenant_id=tenant_hint, user_id=spec.user_id,
+                                          department=spec.department, project=spec.project)
+            return await start_call(request, endpoint=endpoint, spec=spec, caller=caller, created_at=created_at,
+                                    started=started)
+    except RedisError:
+        logger.warning("redis unavailable while admitting a request", exc_info=True)
+        raise GatewayError(503, "The gateway cannot reach its quota and cache store (Redis); try again shortly.",
+                           code="service_unavailable", headers={"Retry-After": "5"}) from None
 
 
 def _sse(data) -> bytes:

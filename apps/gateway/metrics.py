@@ -1,10 +1,11 @@
 """Prometheus metrics of the data plane and the /metrics view.
 
-Multi-process: uvicorn runs several workers, each with its own memory. When the environment
-variable PROMETHEUS_MULTIPROC_DIR names a directory (conventionally $SWITCHYARD_DATA_DIR/prometheus;
-the server launcher sets it and empties the directory before the workers start), every process
-writes its values to files there and /metrics adds them up, so any worker answers for all.
-Without it each process has its own registry (development, tests).
+Multi-process: uvicorn runs several workers, each with its own memory, and a scrape reaches any
+one of them. So every process writes its values to files in one directory and /metrics adds them
+up: PROMETHEUS_MULTIPROC_DIR if set, else SWITCHYARD_METRICS_DIR (default
+$SWITCHYARD_DATA_DIR/prometheus; off under tests, where each process keeps its own registry).
+Counters are totals since the directory was created; empty it when deploying, before the workers
+start, to begin again from zero.
 
 The hot path calls `observe_request` once per request: label children are cached in a dict so a
 call costs a few microseconds, not the ~10 labels() lookups it would otherwise take.
@@ -26,11 +27,25 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client import values as _values
+
+
+def _multiproc_dir() -> str | None:
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or getattr(settings, "SWITCHYARD_METRICS_DIR", None)
+    if not directory:
+        return None
+    os.makedirs(directory, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    # prometheus_client picks file-backed values from the environment when first imported; this
+    # module may set it later than that, so pick again before the metrics below are created.
+    _values.ValueClass = _values.get_value_class()
+    return str(directory)
+
+
+MULTIPROC_DIR = _multiproc_dir()
 
 # The *_created series double the exposition for no use here.
 disable_created_metrics()
-
-MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -67,9 +82,12 @@ QUOTA_REFUSALS = Counter(
     "switchyard_gateway_quota_refusals", "Requests refused by a quota, by the limit that refused.",
     ["tenant", "reason"], registry=REGISTRY,
 )
+# Labelled so that, like every metric here, it creates its value (and in multi-process mode its
+# file) only when first used: processes that serve no traffic leave nothing behind.
 REDIS_OUTAGES = Counter(
     "switchyard_gateway_quota_backend_unavailable",
-    "Admissions that found Redis unreachable (answered 503, or admitted degraded).", registry=REGISTRY,
+    "Admissions that found Redis unreachable, by outcome: refused (503) or degraded (admitted locally).",
+    ["outcome"], registry=REGISTRY,
 )
 
 _children: dict[tuple, tuple] = {}
@@ -121,8 +139,8 @@ def count_quota_refusal(tenant_id, reason: str) -> None:
     child.inc()
 
 
-def count_redis_outage() -> None:
-    REDIS_OUTAGES.inc()
+def count_redis_outage(outcome: str = "refused") -> None:
+    REDIS_OUTAGES.labels(outcome).inc()
 
 
 def collect() -> bytes:

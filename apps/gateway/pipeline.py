@@ -351,6 +351,7 @@ class Call:
     cost: object = None
     currency: str = ""
     unpriced: bool = False
+    priced: bool = False
     finished: bool = False
 
     @property
@@ -373,11 +374,18 @@ async def start_call(request, *, endpoint: str, spec: Spec, caller: Caller, crea
                                fields={"model": ["No deployment serves this model for this tenant."]})
         key = caller.key
         try:
+            # Budget hard limits (set by billing) reserve the request's worst-case cost.
+            price = (await pricing.current_book()).price_at(spec.model, created_at)
+            estimated_cost = pricing.cost_of(price, estimate_prompt_tokens(spec.prompt_chars), spec.max_tokens)
+            budget_scopes = [("tenant", tenant.id)] + [
+                (kind, scope_id) for kind, scope_id in (("department", caller.department_id),
+                                                        ("project", caller.project_id)) if scope_id is not None]
             admission = await quotas.admit(
                 tenant_id=tenant.id, tenant_limits=_limits(tenant.limits),
                 key_id=key.id if key else None, key_limits=_limits(key.limits) if key else None,
                 estimated_tokens=estimate_prompt_tokens(spec.prompt_chars) + spec.max_tokens,
                 request_id=call.request_id, degraded_ok=tenant.redis_outage_mode == "degraded",
+                budget_scopes=budget_scopes, estimated_cost_units=quotas.to_budget_units(estimated_cost),
             )
         except quotas.QuotaBackendUnavailable as exc:
             raise GatewayError(503, exc.message, code="quota_backend_unavailable", headers={"Retry-After": "5"}) from None
@@ -385,6 +393,13 @@ async def start_call(request, *, endpoint: str, spec: Spec, caller: Caller, crea
             await _violation(call, admission)
             headers = dict(admission.headers)
             headers["Retry-After"] = str(max(1, int(admission.retry_after)))
+            if admission.reason == quotas.BUDGET:
+                raise GatewayError(
+                    429, f"Budget hard limit reached: this request would exceed the {admission.scope} budget "
+                    f"({(admission.limit * quotas.BUDGET_QUANTUM).normalize():f} per period). "
+                    f"Ask a tenant admin to raise it, or retry after {headers['Retry-After']} s.",
+                    code="budget_exceeded", headers=headers,
+                )
             who = "this API key" if admission.scope == "key" else "this tenant"
             raise GatewayError(
                 429, f"Rate limit reached: {admission.reason.replace('_', ' ')} of {who} "
@@ -516,6 +531,20 @@ async def stream_deltas(call: Call, iterator) -> AsyncIterator[StreamDelta | Gat
         await _settle_and_finish(call, got_usage or call.status == "success")
 
 
+_redis_phases: dict[int, asyncio.Semaphore] = {}
+
+
+def redis_phase() -> asyncio.Semaphore:
+    """Bounds how many requests of this event loop are in a Redis-heavy step at once, so a burst
+    of a thousand arrivals queues for a moment instead of exhausting the Redis connection pool.
+    Upstream waits are outside it: any number of calls may be in flight."""
+    loop_id = id(asyncio.get_running_loop())
+    semaphore = _redis_phases.get(loop_id)
+    if semaphore is None:
+        semaphore = _redis_phases[loop_id] = asyncio.Semaphore(getattr(settings, "SWITCHYARD_REDIS_PHASE_LIMIT", 128))
+    return semaphore
+
+
 async def _settle_and_finish(call: Call, answered: bool) -> None:
     """Release the slot and reconcile tokens, then record. Shielded: a client that disconnects
     (cancelling this task) must not leave the slot taken or the request unrecorded."""
@@ -523,14 +552,19 @@ async def _settle_and_finish(call: Call, answered: bool) -> None:
         return
     call.finished = True
 
-    async def work():
+    async def settle():
         actual = call.prompt_tokens + call.completion_tokens if answered or call.status != "cancelled" else None
         try:
             if call.admission is not None:
-                await quotas.settle(call.admission, actual)
+                await quotas.settle(call.admission, actual, quotas.to_budget_units(call.cost))
         except Exception:
             logger.exception("quota settle failed")
-        await finish(call)
+
+    async def work():
+        await _price(call)
+        # Independent Redis round trips, so they overlap: the slot's release and the record's push.
+        async with redis_phase():
+            await asyncio.gather(settle(), finish(call))
 
     task = asyncio.ensure_future(work())
     try:
@@ -543,12 +577,7 @@ async def _settle_and_finish(call: Call, answered: bool) -> None:
 async def finish(call: Call) -> None:
     """Price the request, queue its usage record (with its audit event) and observe metrics."""
     tenant = call.caller.tenant
-    if call.status == "success":
-        book = await pricing.current_book()
-        price = book.price_at(call.spec.model, call.created_at)
-        call.cost = pricing.cost_of(price, call.prompt_tokens, call.completion_tokens)
-        call.currency = price.currency if price else ""
-        call.unpriced = price is None
+    await _price(call)
     latency = call.latency
     deployment = call.deployment
     record = {
@@ -599,6 +628,19 @@ async def finish(call: Call) -> None:
         tenant.id, call.spec.model, call.status_code, latency, call.ttft,
         record["prompt_tokens"], call.completion_tokens, call.cost,
     )
+
+
+async def _price(call: Call) -> None:
+    """The request's cost from the price in force at its moment (once; only successes are charged)."""
+    if call.priced:
+        return
+    call.priced = True
+    if call.status == "success":
+        book = await pricing.current_book()
+        price = book.price_at(call.spec.model, call.created_at)
+        call.cost = pricing.cost_of(price, call.prompt_tokens, call.completion_tokens)
+        call.currency = price.currency if price else ""
+        call.unpriced = price is None
 
 
 def _region_of(deployment) -> str:

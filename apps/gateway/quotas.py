@@ -24,8 +24,16 @@ within the requests-per-minute, requests-per-day and max-concurrent limits divid
 SWITCHYARD_QUOTA_DEGRADED_DIVISOR (the number of server processes, default 2), so the fleet
 stays near the configured limits; tokens per month cannot be known without Redis and is not
 enforced while degraded. Such admissions are marked `degraded` and counted in a metric.
-After a connection failure Redis is not retried for SWITCHYARD_QUOTA_BREAKER_SECONDS (default 1),
-so an outage costs no connect timeout per request.
+After a refused connection (or five timeouts in a row) Redis is not tried for
+SWITCHYARD_QUOTA_BREAKER_SECONDS (default 1), so an outage costs no connect timeout per request;
+a single timeout under load fails only its own request.
+
+Budget hard limits (the budget dimension, pushed down by apps.billing): billing writes one hash per
+budget scope with a hard limit (`budget_limit_key`: fields `limit` in cost units of 1e-8 of the
+currency, and `period` "day" or "month") and seeds the period's spend counter. The caller passes
+its scopes (tenant, department, project) and the request's estimated cost; the script refuses when
+spent + estimate would pass the limit, else reserves the estimate; `settle` adds actual - estimate,
+exactly like tokens. A scope without a limit hash is not counted. Not enforced while degraded.
 """
 
 from __future__ import annotations
@@ -37,20 +45,46 @@ import math
 import threading
 import time
 import uuid
+import weakref
 from collections import deque
 from dataclasses import dataclass
+from decimal import ROUND_CEILING, Decimal
 
 from django.conf import settings
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from apps.core.redis import get_async_redis
-
 logger = logging.getLogger(__name__)
 
 RPM_WINDOW_MS = 60_000
 DIMENSIONS = ("requests_per_minute", "requests_per_day", "tokens_per_month", "max_concurrent")
+BUDGET = "budget"
+# Budget amounts travel as integers of this quantum (the usage record's cost precision).
+BUDGET_QUANTUM = Decimal("0.00000001")
 _BACKEND_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
+
+# Admission has its own connection pool per event loop, one that waits for a free connection
+# instead of failing: with a thousand requests in flight, a full pool must queue the admissions,
+# not refuse them (redis-py's default pool raises "Too many connections", which looks like an outage).
+_clients: dict[int, tuple] = {}
+
+
+def get_async_redis():
+    """This event loop's admission client (a new one when REDIS_URL changes, as tests do)."""
+    import redis.asyncio as aioredis
+
+    loop = asyncio.get_running_loop()
+    found = _clients.get(id(loop))
+    if found is not None and found[0]() is loop and found[1] == settings.REDIS_URL:
+        return found[2]
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.REDIS_URL, max_connections=getattr(settings, "SWITCHYARD_QUOTA_REDIS_POOL", 64),
+        timeout=2, socket_connect_timeout=1, socket_timeout=2,
+    )
+    client = aioredis.Redis(connection_pool=pool)
+    _clients[id(loop)] = (weakref.ref(loop), settings.REDIS_URL, client)
+    return client
+
 
 
 class QuotaBackendUnavailable(Exception):
@@ -83,16 +117,16 @@ class Admission:
     __slots__ = (
         "allowed", "reason", "scope", "limit", "retry_after", "headers", "lease_id", "degraded",
         "tenant_id", "key_id", "estimated_tokens", "admitted_at_ms", "_keys", "_released", "_reconciled",
-        "_local",
+        "_local", "estimated_cost_units", "_cost_reconciled",
     )
 
     def __init__(self, *, allowed: bool, reason: str = "", scope: str = "", limit: int | None = None,
                  retry_after: int = 0, headers: dict | None = None, lease_id: str = "", degraded: bool = False,
                  tenant_id: str = "", key_id: str | None = None, estimated_tokens: int = 0,
-                 admitted_at_ms: int = 0, keys: tuple = (), local=None):
+                 admitted_at_ms: int = 0, keys: tuple = (), local=None, estimated_cost_units: int = 0):
         self.allowed = allowed
-        self.reason = reason            # which limit refused: one of DIMENSIONS, "" when allowed
-        self.scope = scope              # "tenant" or "key": whose limit refused
+        self.reason = reason            # which limit refused: one of DIMENSIONS or BUDGET, "" when allowed
+        self.scope = scope              # "tenant" or "key" (budget: "tenant", "department" or "project")
         self.limit = limit              # the value of the limit that refused
         self.retry_after = retry_after  # seconds, >= 1 when refused
         self.headers = headers or {}
@@ -106,6 +140,8 @@ class Admission:
         self._released = False
         self._reconciled = False
         self._local = local
+        self.estimated_cost_units = estimated_cost_units
+        self._cost_reconciled = False
 
     def __repr__(self) -> str:
         state = "allowed" if self.allowed else f"refused {self.scope}.{self.reason}"
@@ -115,8 +151,13 @@ class Admission:
 # KEYS: tenant rpm, rpd, tpm, conc, then the same four for the key.
 # ARGV: lease_id, estimated_tokens, lease_ms, day_ttl_s, month_ttl_s, window_ms,
 #       tenant limits (rpm, rpd, tpm, conc), key limits (same); -1 = no limit.
+#       then (budget dimension) the number of budget scopes and the estimated cost in units; KEYS
+#       after the first 8: per budget scope its limit hash, day spend and month spend counters.
 # Returns {allowed, fail_scope, fail_dim, retry_ms, fail_limit, now_ms,
-#          then per scope: rpm_count, rpm_oldest_ms, rpd_count, tpm_used, conc_count}.
+#          then per scope: rpm_count, rpm_oldest_ms, rpd_count, tpm_used, conc_count,
+#          then (when allowed) per budget scope: 0 not counted, 1 day counter charged, 2 month}.
+# A budget refusal has fail_scope 2 + the budget scope's index and fail_dim 5; retry_ms -1 means
+# the month's end, -2 the day's.
 ADMIT_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -161,6 +202,22 @@ for s = 0, 1 do
   end
   counts[s + 1] = {c, rpm_l, rpd_l, tpm_l, conc_l}
 end
+local nb = tonumber(ARGV[15] or '0')
+local est_cost = tonumber(ARGV[16] or '0')
+local charge = {}
+for b = 0, nb - 1 do
+  local k = 8 + b * 3
+  local h = redis.call('HMGET', KEYS[k+1], 'limit', 'period')
+  charge[b+1] = 0
+  if h[1] then
+    local lim = tonumber(h[1])
+    local which = 2
+    if h[2] == 'day' then which = 1 end
+    local spent = tonumber(redis.call('GET', KEYS[k+1+which]) or '0')
+    if fail == nil and (spent >= lim or spent + est_cost > lim) then fail = {2 + b, 5, -which, lim} end
+    charge[b+1] = which
+  end
+end
 if fail ~= nil then
   local out = {0, fail[1], fail[2], fail[3], fail[4], now}
   for s = 1, 2 do
@@ -195,6 +252,15 @@ for s = 0, 1 do
   end
   table.insert(out, c[1]); table.insert(out, c[2]); table.insert(out, c[3]); table.insert(out, c[4]); table.insert(out, c[5])
 end
+for b = 0, nb - 1 do
+  local which = charge[b+1]
+  if which > 0 then
+    local k = 8 + b * 3 + 1 + which
+    redis.call('INCRBY', KEYS[k], est_cost)
+    if which == 1 then redis.call('EXPIRE', KEYS[k], day_ttl) else redis.call('EXPIRE', KEYS[k], month_ttl) end
+  end
+  table.insert(out, which)
+end
 return out
 """
 
@@ -227,6 +293,32 @@ def _redis_keys(tenant_id: str, key_id: str | None, day_tag: str, month_tag: str
     owner = f"{base}k:{key_id or '-'}:"
     key = [owner + "rpm", owner + "rpd:" + day_tag, owner + "tpm:" + month_tag, owner + "conc"]
     return tenant + key
+
+
+def budget_limit_key(tenant_id: str, kind: str, scope_id) -> str:
+    """The hash billing writes for a budget hard limit: fields `limit` (units) and `period`."""
+    return f"{settings.REDIS_KEY_PREFIX}q:{{{tenant_id}}}:b:{kind}:{scope_id}"
+
+
+def budget_spend_key(tenant_id: str, kind: str, scope_id, period: str, now: float | None = None) -> str:
+    """The spend counter of a budget scope for the current day or month ("day" / "month")."""
+    day_tag, month_tag, *_ = _calendar(time.time() if now is None else now)
+    return f"{budget_limit_key(tenant_id, kind, scope_id)}:s:{day_tag if period == 'day' else month_tag}"
+
+
+def to_budget_units(amount) -> int:
+    """A Decimal amount as whole units of BUDGET_QUANTUM, rounded up (a reservation never falls short)."""
+    if amount is None:
+        return 0
+    return max(0, int((Decimal(amount) / BUDGET_QUANTUM).to_integral_value(rounding=ROUND_CEILING)))
+
+
+def _budget_redis_keys(tenant_id: str, scopes, day_tag: str, month_tag: str) -> list[str]:
+    keys = []
+    for kind, scope_id in scopes:
+        base = budget_limit_key(tenant_id, kind, scope_id)
+        keys += [base, f"{base}:s:{day_tag}", f"{base}:s:{month_tag}"]
+    return keys
 
 
 def _headers(rows: list[tuple], now_ms: int, to_day: int, to_month: int, window_ms: int) -> dict[str, str]:
@@ -271,7 +363,10 @@ def _backend_down() -> bool:
 
 
 def _trip_breaker(exc: BaseException) -> None:
-    if isinstance(exc, (RedisTimeoutError, asyncio.TimeoutError, TimeoutError)):
+    # A full pool ("No connection available" after waiting) is overload, counted like a timeout.
+    if isinstance(exc, (RedisTimeoutError, asyncio.TimeoutError, TimeoutError)) or isinstance(
+        exc.__cause__, asyncio.TimeoutError
+    ):
         _breaker["timeouts"] += 1
         if _breaker["timeouts"] < TIMEOUTS_TO_TRIP:
             logger.warning("quota backend timed out", extra={"error": exc.__class__.__name__})
@@ -279,7 +374,10 @@ def _trip_breaker(exc: BaseException) -> None:
     _breaker["timeouts"] = 0
     seconds = getattr(settings, "SWITCHYARD_QUOTA_BREAKER_SECONDS", 1.0)
     _breaker["open_until"] = time.monotonic() + seconds
-    logger.warning("quota backend unreachable", extra={"error": exc.__class__.__name__})
+    # An error line for log-based alerting; the switchyard_gateway_quota_backend_unavailable_total
+    # counter is the metric to alert on.
+    logger.error("quota backend unreachable: quotas cannot be checked",
+                 extra={"error": exc.__class__.__name__, "alert": "quota_backend_unavailable"})
 
 
 def reset_backend_state() -> None:
@@ -350,11 +448,11 @@ class _LocalLimiter:
 _local = _LocalLimiter()
 
 
-def _count_outage() -> None:
+def _count_outage(outcome: str) -> None:
     try:
         from apps.gateway import metrics
 
-        metrics.count_redis_outage()
+        metrics.count_redis_outage(outcome)
     except Exception:  # a metrics failure must never turn an admission into an error
         logger.debug("could not count redis outage", exc_info=True)
 
@@ -380,8 +478,11 @@ def _degraded_admit(*, tenant_id, tenant_limits, key_id, key_limits, estimated_t
 
 async def admit(*, tenant_id: str, tenant_limits: QuotaLimits, key_id=None, key_limits: QuotaLimits | None = None,
                 estimated_tokens: int, request_id: str, lease_seconds: int = 300,
-                degraded_ok: bool = False) -> Admission:
-    """Check and take every quota of the tenant and (when given) the key in one atomic step."""
+                degraded_ok: bool = False, budget_scopes=(), estimated_cost_units: int = 0) -> Admission:
+    """Check and take every quota of the tenant and (when given) the key in one atomic step.
+
+    `budget_scopes`: (kind, id) pairs, e.g. [("tenant", "acme"), ("department", 3), ("project", 9)],
+    whose budget hard limits (if billing set any) are checked and charged `estimated_cost_units`."""
     tenant_id = str(tenant_id)
     key_id = None if key_id is None else str(key_id)
     estimated_tokens = max(0, int(estimated_tokens))
@@ -389,11 +490,14 @@ async def admit(*, tenant_id: str, tenant_limits: QuotaLimits, key_id=None, key_
     lease_id = f"{request_id}:{uuid.uuid4().hex[:12]}"
     now = time.time()
     day_tag, month_tag, to_day, to_month, day_ttl, month_ttl = _calendar(now)
-    keys = _redis_keys(tenant_id, key_id, day_tag, month_tag)
+    budget_scopes = [(str(kind), str(scope_id)) for kind, scope_id in budget_scopes]
+    estimated_cost_units = max(0, int(estimated_cost_units))
+    keys = _redis_keys(tenant_id, key_id, day_tag, month_tag) + _budget_redis_keys(
+        tenant_id, budget_scopes, day_tag, month_tag)
     key_args = (key_limits or NO_LIMITS).as_args() if key_id is not None else [-1, -1, -1, -1]
     tenant_args = tenant_limits.as_args()
     args = [lease_id, estimated_tokens, int(lease_seconds * 1000), day_ttl, month_ttl, RPM_WINDOW_MS,
-            *tenant_args, *key_args]
+            *tenant_args, *key_args, len(budget_scopes), estimated_cost_units]
 
     if _backend_down():
         return _unavailable(degraded_ok, tenant_id, tenant_limits, key_id, key_limits, estimated_tokens, lease_id)
@@ -416,9 +520,17 @@ async def admit(*, tenant_id: str, tenant_limits: QuotaLimits, key_id=None, key_
         # Only the counters this admission took are given back or corrected later.
         conc_keys = tuple(k for k, lim in ((keys[3], tenant_args[3]), (keys[7], key_args[3])) if lim >= 0)
         token_keys = tuple(k for k, lim in ((keys[2], tenant_args[2]), (keys[6], key_args[2])) if lim >= 0)
+        charged = [int(v) for v in result[16:16 + len(budget_scopes)]]
+        budget_keys = tuple(keys[8 + b * 3 + which] for b, which in enumerate(charged) if which > 0)
         return Admission(allowed=True, headers=headers, lease_id=lease_id, tenant_id=tenant_id, key_id=key_id,
-                         estimated_tokens=estimated_tokens, admitted_at_ms=now_ms, keys=(conc_keys, token_keys))
+                         estimated_tokens=estimated_tokens, admitted_at_ms=now_ms,
+                         keys=(conc_keys, token_keys, budget_keys), estimated_cost_units=estimated_cost_units)
 
+    if fail_dim == 5:
+        return Admission(allowed=False, reason=BUDGET, scope=budget_scopes[fail_scope - 2][0], limit=fail_limit,
+                         retry_after=to_day if retry_ms == -2 else to_month, headers=headers, tenant_id=tenant_id,
+                         key_id=key_id, estimated_tokens=estimated_tokens, admitted_at_ms=now_ms,
+                         estimated_cost_units=estimated_cost_units)
     reason = DIMENSIONS[fail_dim - 1]
     if reason == "requests_per_day":
         retry_after = to_day
@@ -439,7 +551,7 @@ async def admit(*, tenant_id: str, tenant_limits: QuotaLimits, key_id=None, key_
 
 
 def _unavailable(degraded_ok, tenant_id, tenant_limits, key_id, key_limits, estimated_tokens, lease_id):
-    _count_outage()
+    _count_outage("degraded" if degraded_ok else "refused")
     if not degraded_ok:
         raise QuotaBackendUnavailable()
     return _degraded_admit(tenant_id=tenant_id, tenant_limits=tenant_limits, key_id=key_id,
@@ -480,13 +592,18 @@ async def reconcile(admission: Admission, actual_tokens: int) -> None:
     await _run(lambda pipe: [pipe.incrby(k, delta) for k in admission._keys[1]])
 
 
-async def settle(admission: Admission, actual_tokens: int | None) -> None:
+async def settle(admission: Admission, actual_tokens: int | None, actual_cost_units: int | None = None) -> None:
     """release + reconcile in one Redis round trip: the usual end of a request, on every path.
 
-    `actual_tokens` None leaves the reservation as it is (the real count is unknown).
+    `actual_tokens` None leaves the reservation as it is (the real count is unknown); likewise
+    `actual_cost_units` for the budget reservation (the request's real, priced cost).
     Never raises: if Redis is gone the lease expires by itself."""
     if not admission.allowed:
         return
+    cost_delta = 0
+    if actual_cost_units is not None and not admission._cost_reconciled:
+        admission._cost_reconciled = True
+        cost_delta = max(0, int(actual_cost_units)) - admission.estimated_cost_units
     release_slot = not admission._released
     admission._released = True
     delta = 0
@@ -497,8 +614,9 @@ async def settle(admission: Admission, actual_tokens: int | None) -> None:
         if release_slot:
             _local.release(admission._local, admission.lease_id)
         return
-    conc_keys, token_keys = admission._keys
-    if not ((release_slot and conc_keys) or (delta and token_keys)) or _backend_down():
+    conc_keys, token_keys, budget_keys = admission._keys
+    if not ((release_slot and conc_keys) or (delta and token_keys) or (cost_delta and budget_keys)) \
+            or _backend_down():
         return
 
     def fill(pipe):
@@ -508,6 +626,9 @@ async def settle(admission: Admission, actual_tokens: int | None) -> None:
         if delta:
             for k in token_keys:
                 pipe.incrby(k, delta)
+        if cost_delta:
+            for k in budget_keys:
+                pipe.incrby(k, cost_delta)
 
     await _run(fill)
 

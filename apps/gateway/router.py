@@ -26,7 +26,7 @@ from django.conf import settings
 from django.dispatch import receiver
 
 from apps.keys.errors import DecryptionError
-from apps.regions import health
+from apps.regions import failover, health
 from apps.regions.selectors import arouting_version, routable_deployments
 from apps.regions.signals import routing_changed
 
@@ -300,6 +300,8 @@ async def _eligible(tenant, model: str) -> tuple[list[DeploymentSnapshot], dict[
         return [], {}, 0
     state = await _health_state(table)
     healthy = [s for s in allowed if not state.get(s.id, (False, False))[0]]
+    # Failover: the model's active region first, then the other healthy regions by probe latency.
+    healthy = await failover.aprefer_active(model, healthy)
     return healthy, state, len(allowed)
 
 
@@ -322,12 +324,14 @@ async def available_models(tenant) -> list[str]:
 
 
 def _none_eligible(tenant, model: str, count: int) -> NoDeploymentAvailable:
-    if count:
-        return NoDeploymentAvailable(
-            503, f"Every deployment of model '{model}' available to this tenant is cooling down after failures; "
-                 "retry shortly.", retry_after=float(settings.REGIONS_HEALTH_COOLDOWN_SECONDS))
     residency = getattr(tenant, "data_residency", ANY_REGION)
     where = "" if residency in (None, ANY_REGION) else f" in the tenant's residency ({residency})"
+    if count:
+        # Residency is never crossed, even when another region is healthy: say so rather than only "retry".
+        return NoDeploymentAvailable(
+            503, f"Every deployment of model '{model}' available to this tenant{where} is cooling down after "
+                 "failures; no healthy region it may use is left. Retry shortly.",
+            retry_after=float(settings.REGIONS_HEALTH_COOLDOWN_SECONDS))
     return NoDeploymentAvailable(503, f"No deployment of model '{model}' is available to this tenant{where}.")
 
 

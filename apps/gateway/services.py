@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.audit.services import record_event
+from apps.core.roles import roles_for
 
 from . import context, partitions
 from .content import purge_content
@@ -229,7 +230,9 @@ def seed_demo_gateway(*, tenants, actor=None) -> dict:
 
     keys = {}
     for tenant in tenants:
-        owner = tenant.memberships.select_related("user").order_by("role", "pk").first()
+        # Attributed to someone whose role may generate: a member, else an admin.
+        owner = (tenant.memberships.select_related("user").filter(role__in=sorted(roles_for("generate")))
+                 .order_by("-role", "pk").first())
         name = "demo traffic"
         existing = ApiKey.objects.filter(tenant=tenant, name=name, revoked_at=None)
         for old in existing:  # the secret of an old key is unknown: replace it

@@ -30,7 +30,9 @@ from django.conf import settings
 from django.db import transaction
 from redis.exceptions import RedisError
 
-from apps.core.redis import get_async_redis, get_redis, key
+from apps.core.redis import get_redis, key
+
+from .quotas import get_async_redis  # the waiting pool: a burst of refusals queues, never fails
 
 logger = logging.getLogger(__name__)
 
@@ -196,6 +198,20 @@ def flush_violations(*, now: float | None = None) -> dict[str, int]:
     """Move Redis violation counts to Postgres; audit closed minutes; alert. Safe to run twice.
     (`now` lets a test close the current minute without waiting for it.)"""
     client = get_redis()
+    # One flush at a time across workers: two would race to create the same rows.
+    lock = client.lock(key("viol", "flush-lock"), timeout=120, blocking=False)
+    if not lock.acquire():
+        return {"minutes": 0, "audited": 0, "skipped": 1}
+    try:
+        return _flush(client, now)
+    finally:
+        try:
+            lock.release()
+        except RedisError:  # expired while flushing a large backlog: the next run continues
+            logger.warning("violation flush lock expired before release")
+
+
+def _flush(client, now: float | None) -> dict[str, int]:
     members = [m.decode() for m in client.smembers(_dirty_set())]
     if not members:
         return {"minutes": 0, "audited": 0}
@@ -246,3 +262,19 @@ def current_counts(*, tenant_id: str) -> list[dict]:
             row["minute"] = datetime.fromtimestamp(minute * 60, tz=UTC)
             out.append(row)
     return out
+
+
+def purge_old_violations(*, now: datetime | None = None) -> int:
+    """Drop violation rows older than SWITCHYARD_VIOLATION_RETENTION_DAYS (their audit events stay)."""
+    from datetime import timedelta
+
+    from apps.core.models import QuotaViolation
+
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=settings.SWITCHYARD_VIOLATION_RETENTION_DAYS)
+    deleted, _ = QuotaViolation.objects.filter(minute__lt=cutoff).delete()
+    return deleted
+
+
+@shared_task(name="apps.gateway.violations.purge_old_violations", acks_late=True)
+def purge_old_violations_task() -> int:
+    return purge_old_violations()

@@ -156,9 +156,12 @@ def encrypt(*, tenant_id: str | None, plaintext: bytes | str, table: str, row: s
     if not isinstance(plaintext, bytes | bytearray | memoryview):
         raise TypeError("encrypt() takes bytes or str")
     ring = keyring_id(tenant_id)
-    version = _primary_version(ring)
-    aad = crypto.associated_data(tenant_id=ring, table=table, row=str(row), field=field, version=version)
-    return crypto.seal(_load_key(ring, version), version, bytes(plaintext), aad)
+    return _seal(ring, _primary_version(ring), bytes(plaintext), table=table, row=str(row), field=field)
+
+
+def _seal(ring: str, version: int, plaintext: bytes, *, table: str, row: str, field: str) -> str:
+    aad = crypto.associated_data(tenant_id=ring, table=table, row=row, field=field, version=version)
+    return crypto.seal(_load_key(ring, version), version, plaintext, aad)
 
 
 def decrypt(*, tenant_id: str | None, token: str, table: str, row: str, field: str) -> bytes:
@@ -403,7 +406,8 @@ def _reencrypt_batch(job: ReencryptionJob, column, ring_id: str, batch_size: int
             return "restart"
         state = dict(locked.cursor.get(column.label) or {})
         rows = list(column.rows_off_version(ring_id, primary, after=state.get("after"))[:batch_size])
-        changes = [change for change in (_reencrypted(column, ring_id, pk, token) for pk, token in rows) if change]
+        changes = [change for change in (_reencrypted(column, ring_id, primary, pk, token) for pk, token in rows)
+                   if change]
         failed = len(rows) - len(changes)
         moved = column.swap(changes)
         if rows:
@@ -418,7 +422,7 @@ def _reencrypt_batch(job: ReencryptionJob, column, ring_id: str, batch_size: int
     return "ok"
 
 
-def _reencrypted(column, ring_id: str, pk, token: str) -> tuple[object, str, str] | None:
+def _reencrypted(column, ring_id: str, version: int, pk, token: str) -> tuple[object, str, str] | None:
     """(pk, old token, new token) for one row, or None when the old token cannot be opened."""
     table, field = column.model._meta.db_table, column.field_name
     tenant_id = ring_id or None
@@ -428,7 +432,8 @@ def _reencrypted(column, ring_id: str, pk, token: str) -> tuple[object, str, str
         logger.warning("row left on its old key version", extra={"column": column.label, "row": str(pk),
                                                                   "reason": str(exc)})
         return None
-    return pk, token, encrypt(tenant_id=tenant_id, plaintext=plaintext, table=table, row=str(pk), field=field)
+    # Sealed with the version read under the job's lock, not a possibly stale cached primary.
+    return pk, token, _seal(ring_id, version, plaintext, table=table, row=str(pk), field=field)
 
 
 def _finish_job(job: ReencryptionJob) -> None:

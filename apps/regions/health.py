@@ -70,6 +70,27 @@ def end_cooldown(deployment_id) -> None:
     client.delete(_cool_key(deployment_id), _fail_key(deployment_id))
 
 
+# Ends a cool-down only if the active probes started it, so a good probe never cuts short one that live
+# traffic started (the upstream may answer its health endpoint and still fail real calls).
+_END_PROBE_COOLDOWN = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return 1
+end
+return 0
+"""
+
+
+def hold_cooldown(deployment_id, *, seconds: int, source: str = "probe") -> None:
+    """Keep a deployment out of rotation for `seconds` from now (active health checks renew it while down)."""
+    get_redis().set(_cool_key(deployment_id), source, ex=max(1, int(seconds)))
+
+
+def end_probe_cooldown(deployment_id, *, source: str = "probe") -> bool:
+    """End a cool-down that `hold_cooldown(source=...)` started; True when one was ended."""
+    return bool(get_redis().eval(_END_PROBE_COOLDOWN, 2, _cool_key(deployment_id), _fail_key(deployment_id), source))
+
+
 def cooldown_remaining(deployment_id) -> int:
     """Seconds left in the cool-down (0 when none), for the console."""
     try:

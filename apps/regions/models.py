@@ -123,3 +123,80 @@ class Deployment(TimestampedModel):
                 )
         if errors:
             raise ValidationError(errors)
+
+
+# --- Active health history, failover policy and events (healthchecks.py, failover.py) ------------------------
+
+class HealthCheckRollup(models.Model):
+    """Active probes of one deployment in one UTC minute: counts and latency, added to by every probe."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="health_rollups")
+    minute = models.DateTimeField()
+    checks = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)
+    latency_ms_sum = models.FloatField(default=0)
+    latency_ms_max = models.FloatField(default=0)
+
+    class Meta:
+        ordering = ["-minute"]
+        constraints = [
+            models.UniqueConstraint(fields=["deployment", "minute"], name="health_rollup_one_per_minute"),
+        ]
+        indexes = [models.Index(fields=["minute"])]
+
+    @property
+    def latency_ms_avg(self) -> float:
+        return round(self.latency_ms_sum / self.checks, 2) if self.checks else 0.0
+
+
+class FailoverPolicy(TimestampedModel):
+    """Where a model's traffic should run (the primary region) and where it runs now (the active one)."""
+
+    model = models.CharField(primary_key=True, max_length=100, help_text="The public model id, e.g. gpt-4o-mini.")
+    primary_region = models.ForeignKey(Region, on_delete=models.PROTECT, related_name="primary_for")
+    active_region = models.ForeignKey(
+        Region, on_delete=models.PROTECT, related_name="active_for", null=True, blank=True,
+        help_text="Where traffic runs now; empty until the first evaluation (then the primary).",
+    )
+    failback_after_seconds = models.PositiveIntegerField(
+        default=120, validators=[MinValueValidator(0), MaxValueValidator(86400)],
+        help_text="How long the primary must stay healthy before traffic returns to it.",
+    )
+    enabled = models.BooleanField(default=True)
+    primary_healthy_since = models.DateTimeField(null=True, blank=True)
+    changed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["model"]
+        verbose_name_plural = "failover policies"
+
+    def __str__(self) -> str:
+        return f"{self.model}: primary {self.primary_region_id}, active {self.active_region_id or '-'}"
+
+    @property
+    def failed_over(self) -> bool:
+        return bool(self.active_region_id) and self.active_region_id != self.primary_region_id
+
+
+class FailoverKind(models.TextChoices):
+    FAILOVER = "failover", "Failover"
+    FAILBACK = "failback", "Failback"
+
+
+class FailoverEvent(models.Model):
+    """One move of a model's traffic between regions, with what the redirect hooks answered."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    model = models.CharField(max_length=100, db_index=True)
+    kind = models.CharField(max_length=10, choices=FailoverKind.choices)
+    from_region = models.CharField(max_length=63, blank=True)
+    to_region = models.CharField(max_length=63, blank=True, help_text="Empty when no healthy region was left.")
+    reason = models.CharField(max_length=500)
+    hook_results = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of {self.model}: {self.from_region} -> {self.to_region or 'none'}"

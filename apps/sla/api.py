@@ -111,7 +111,8 @@ class ComplianceViewSet(TenantChildViewSet):
     @extend_schema(responses={200: dict})
     def list(self, request, *args, **kwargs):
         policy = services.policy_for(self.tenant)
-        return Response(compliance.assess(policy=policy, tenant_id=self.tenant.pk, now=datetime.now(UTC)))
+        result, _ = compliance.assess(policy=policy, tenant_id=self.tenant.pk, now=datetime.now(UTC))
+        return Response(result)
 
 
 class ViolationSerializer(serializers.ModelSerializer):
@@ -152,12 +153,12 @@ class ReportSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, TenantChildViewSet):
+class ReportViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, TenantChildViewSet):
     """SLA reports: POST {period_start, period_end} queues one (tenant admins); files download from the console."""
 
     serializer_class = ReportSerializer
     queryset = SlaReport.objects.all()
-    action_permissions = {"list": "view_dashboards", "retrieve": "view_dashboards", "create": "manage"}
+    action_permissions = {"list": "view_dashboards", "create": "manage"}
 
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)

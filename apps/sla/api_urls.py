@@ -16,7 +16,5 @@ urlpatterns = [
     path("tenants/<slug:tenant_pk>/sla/alerts/", api.AlertEventViewSet.as_view({"get": "list"}), name="sla-alert-list"),
     path("tenants/<slug:tenant_pk>/sla/reports/", api.ReportViewSet.as_view({"get": "list", "post": "create"}),
          name="sla-report-list"),
-    path("tenants/<slug:tenant_pk>/sla/reports/<uuid:pk>/", api.ReportViewSet.as_view({"get": "retrieve"}),
-         name="sla-report-detail"),
     path("tenants/<slug:tenant_pk>/sla/credits/", api.CreditViewSet.as_view({"get": "list"}), name="sla-credit-list"),
 ]

@@ -78,11 +78,15 @@ class Totals:
         }
 
 
+def ceil_hour(moment: datetime) -> datetime:
+    floor = floor_hour(moment)
+    return floor if floor == moment else floor + timedelta(hours=1)
+
+
 def _segments(start: datetime, end: datetime) -> list[tuple[str, str, datetime, datetime]]:
     """(table, time column, from, to): whole hours from the hour table, the ragged edges from minutes."""
     start, end = floor_minute(start), floor_minute(end)
-    first_hour = floor_hour(start) if start == floor_hour(start) else floor_hour(start) + timedelta(hours=1)
-    last_hour = floor_hour(end)
+    first_hour, last_hour = ceil_hour(start), floor_hour(end)
     if first_hour >= last_hour:
         return [("sla_minuterollup", "minute", start, end)] if start < end else []
     out = [("sla_hourrollup", "hour", first_hour, last_hour)]
@@ -103,30 +107,89 @@ def _union(segments, columns: str, tenant_ids: list[str]) -> tuple[str, list]:
     return " UNION ALL ".join(parts), params
 
 
-_PERCENTILE_SQL = """
-WITH rows AS ({union}),
-u AS (SELECT {group} AS g, x.bucket, sum(x.n) AS n FROM rows, unnest(rows.hist_buckets, rows.hist_counts) AS x(bucket, n)
-      GROUP BY 1, 2),
-c AS (SELECT g, bucket, sum(n) OVER (PARTITION BY g ORDER BY bucket) AS cum, sum(n) OVER (PARTITION BY g) AS total FROM u)
-SELECT g, {picks} FROM c GROUP BY g
-"""
+def _convert(name: str, value):
+    if name == "cost":
+        return Decimal(value)
+    if name == "latency_sum_ms":
+        return float(value)
+    return int(value)
 
 
-def _percentiles_by(segments, tenant_ids: list[str], group: str) -> dict:
-    """{group value: {50: ms, 95: ms, 99: ms}} with the histograms merged inside Postgres."""
-    if not segments:
-        return {}
-    union, params = _union(segments, "hist_buckets, hist_counts", tenant_ids)
-    picks = ", ".join(f"min(bucket) FILTER (WHERE cum >= GREATEST(1, ceil({p} / 100.0 * total)))" for p in POINTS)
-    with connection.cursor() as cursor:
-        cursor.execute(_PERCENTILE_SQL.format(union=union, group=group, picks=picks), params)
-        return {row[0]: {p: histogram.bucket_value(b) if b is not None else None for p, b in zip(POINTS, row[1:], strict=True)}
-                for row in cursor.fetchall()}
+class TenantRollups:
+    """One tenant's rollup rows for several periods that all end at `end`, read in two queries
+    and aggregated here: the dashboard's window, month to date, burn windows and hourly trend share
+    the same rows, and merging a few thousand sparse histograms in Python beats doing it in SQL."""
+
+    def __init__(self, *, tenant_id: str, starts: list[datetime], end: datetime):
+        self.tenant_id = tenant_id
+        self.end = floor_minute(end)
+        self.hour_rows: list[tuple] = []
+        self.minute_rows: list[tuple] = []
+        hour_ranges, minute_ranges = [], []
+        for start in starts:
+            for table, _, lo, hi in _segments(start, self.end):
+                (hour_ranges if table == "sla_hourrollup" else minute_ranges).append((lo, hi))
+        if hour_ranges:
+            lo, hi = min(r[0] for r in hour_ranges), max(r[1] for r in hour_ranges)
+            self.hour_rows = self._fetch("sla_hourrollup", "hour", [(lo, hi)])
+        if minute_ranges:
+            self.minute_rows = self._fetch("sla_minuterollup", "minute", sorted(set(minute_ranges)))
+
+    def _fetch(self, table: str, column: str, ranges: list[tuple[datetime, datetime]]) -> list[tuple]:
+        # An OR of ranges returns each row once even when two ranges overlap.
+        condition = " OR ".join(f"({column} >= %s AND {column} < %s)" for _ in ranges)
+        params: list = [self.tenant_id] + [value for pair in ranges for value in pair]
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {column}, {', '.join(COUNTERS)}, hist_buckets, hist_counts FROM {table} "  # noqa: S608
+                           f"WHERE tenant_id = %s AND ({condition})", params)
+            return [(row[0], row[1:-2], row[-2], row[-1]) for row in cursor.fetchall()]
+
+    def rows_for(self, start: datetime):
+        start = floor_minute(start)
+        first, last = ceil_hour(start), floor_hour(self.end)
+        if first >= last:
+            yield from (r for r in self.minute_rows if start <= r[0] < self.end)
+            return
+        yield from (r for r in self.hour_rows if first <= r[0] < last)
+        yield from (r for r in self.minute_rows if start <= r[0] < first or last <= r[0] < self.end)
+
+    def totals(self, start: datetime, *, with_percentiles: bool = True) -> Totals:
+        return _sum_rows(self.rows_for(start), with_percentiles)
+
+    def hourly(self, start: datetime) -> list[dict]:
+        """One point per hour from `start` that had traffic: counters, rates and percentiles."""
+        by_hour: dict[datetime, list] = {}
+        for row in self.rows_for(start):
+            # Rows come back from Postgres in UTC already: truncating is enough.
+            by_hour.setdefault(row[0].replace(minute=0, second=0, microsecond=0), []).append(row)
+        series = []
+        for hour in sorted(by_hour):
+            t = _sum_rows(by_hour[hour], True)
+            series.append({"hour": hour, "requests": t.requests, "failures": t.failures, **t.metrics()})
+        return series
 
 
-def totals_by_tenant(*, tenant_ids: list[str], start: datetime, end: datetime,
-                     with_percentiles: bool = True) -> dict[str, Totals]:
-    """Each tenant's totals over [start, end) (minute resolution)."""
+def _sum_rows(rows, with_percentiles: bool) -> Totals:
+    rows = rows if isinstance(rows, list) else list(rows)
+    if not rows:
+        return Totals(percentiles=dict.fromkeys(POINTS) if with_percentiles else {})
+    # Column sums in C (zip) rather than a Python loop per counter: the hourly trend calls this 720 times.
+    sums = rows[0][1] if len(rows) == 1 else [sum(column) for column in zip(*(row[1] for row in rows), strict=True)]
+    t = Totals(*(_convert(name, value) for name, value in zip(COUNTERS, sums, strict=True)))
+    if with_percentiles:
+        if len(rows) == 1:
+            hist = dict(zip(rows[0][2], rows[0][3], strict=True))
+        else:
+            hist = {}
+            for row in rows:
+                histogram.merge_into(hist, row[2], row[3])
+        t.percentiles = histogram.percentiles(hist, POINTS)
+    return t
+
+
+def totals_by_tenant(*, tenant_ids: list[str], start: datetime, end: datetime) -> dict[str, Totals]:
+    """Each tenant's counters over [start, end) (minute resolution, no percentiles), summed in SQL:
+    what the evaluation of every tenant reads for its multi-day burn window."""
     segments = _segments(start, end)
     out = {tenant_id: Totals() for tenant_id in tenant_ids}
     if not segments or not tenant_ids:
@@ -136,38 +199,17 @@ def totals_by_tenant(*, tenant_ids: list[str], start: datetime, end: datetime,
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT tenant_id, {sums} FROM ({union}) AS r GROUP BY tenant_id", params)  # noqa: S608
         for row in cursor.fetchall():
-            values = dict(zip(COUNTERS, row[1:], strict=True))
-            totals = out[row[0]]
-            for name, value in values.items():
-                setattr(totals, name, Decimal(value) if name == "cost" else (float(value) if name == "latency_sum_ms" else int(value)))
-    if with_percentiles:
-        for tenant_id, points in _percentiles_by(segments, tenant_ids, "tenant_id").items():
-            out[tenant_id].percentiles = points
+            out[row[0]] = Totals(**{name: _convert(name, v) for name, v in zip(COUNTERS, row[1:], strict=True)})
     return out
 
 
 def totals(*, tenant_id: str, start: datetime, end: datetime, with_percentiles: bool = True) -> Totals:
-    return totals_by_tenant(tenant_ids=[tenant_id], start=start, end=end, with_percentiles=with_percentiles)[tenant_id]
+    """A tenant's totals over [start, end), with latency percentiles from the merged histograms."""
+    return TenantRollups(tenant_id=tenant_id, starts=[start], end=end).totals(start, with_percentiles=with_percentiles)
 
 
 def hourly_series(*, tenant_id: str, start: datetime, end: datetime) -> list[dict]:
-    """One point per hour of [start, end) that had traffic: counters, rates and percentiles."""
-    segments = [(table, column, lo, hi) for table, column, lo, hi in _segments(start, end)]
-    if not segments:
-        return []
-    union, params = _union(segments, ", ".join(COUNTERS), [tenant_id])
-    sums = ", ".join(f"COALESCE(sum({c}), 0)" for c in COUNTERS)
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT date_trunc('hour', t) AS h, {sums} FROM ({union}) AS r GROUP BY 1 ORDER BY 1", params)  # noqa: S608
-        rows = cursor.fetchall()
-    points = _percentiles_by(segments, [tenant_id], "date_trunc('hour', rows.t)")
-    series = []
-    for row in rows:
-        t = Totals(**{name: (Decimal(v) if name == "cost" else float(v) if name == "latency_sum_ms" else int(v))
-                      for name, v in zip(COUNTERS, row[1:], strict=True)})
-        t.percentiles = points.get(row[0], {})
-        series.append({"hour": row[0], "requests": t.requests, "failures": t.failures, **t.metrics()})
-    return series
+    return TenantRollups(tenant_id=tenant_id, starts=[start], end=end).hourly(start)
 
 
 def failure_counts(*, tenant_ids: list[str], now: datetime, windows: dict[str, timedelta]) -> dict[str, dict[str, tuple[int, int]]]:
@@ -179,8 +221,8 @@ def failure_counts(*, tenant_ids: list[str], now: datetime, windows: dict[str, t
     if short and tenant_ids:
         longest = max(short.values())
         filters = ", ".join(
-            f"COALESCE(sum(upstream_errors + gateway_errors) FILTER (WHERE minute >= %s), 0), "
-            f"COALESCE(sum(successes + upstream_errors + gateway_errors) FILTER (WHERE minute >= %s), 0)"
+            "COALESCE(sum(upstream_errors + gateway_errors) FILTER (WHERE minute >= %s), 0), "
+            "COALESCE(sum(successes + upstream_errors + gateway_errors) FILTER (WHERE minute >= %s), 0)"
             for _ in short
         )
         params: list = []
@@ -198,7 +240,7 @@ def failure_counts(*, tenant_ids: list[str], now: datetime, windows: dict[str, t
     for name, w in windows.items():
         if name in short:
             continue
-        for tenant_id, t in totals_by_tenant(tenant_ids=tenant_ids, start=end - w, end=end, with_percentiles=False).items():
+        for tenant_id, t in totals_by_tenant(tenant_ids=tenant_ids, start=end - w, end=end).items():
             out[tenant_id][name] = (t.failures, t.counted)
     for tenant_id in tenant_ids:
         for name in windows:
@@ -298,23 +340,31 @@ def error_budget(totals_: Totals, availability_target) -> dict:
     return {"allowed": round(allowed, 1), "used": used, "remaining_percent": round(remaining, 2)}
 
 
-def assess(*, policy: SlaPolicy, tenant_id: str, now: datetime, counts: dict[str, tuple[int, int]] | None = None) -> dict:
+def assess(*, policy: SlaPolicy, tenant_id: str, now: datetime, counts: dict[str, tuple[int, int]] | None = None,
+           extra_starts: tuple[datetime, ...] = ()) -> tuple[dict, TenantRollups]:
     """Everything the dashboard, the fleet view and the evaluator show for one tenant, read from
-    rollups: window and month-to-date metrics, violations, the error budget and burn rates."""
+    rollups: window and month-to-date metrics, violations, the error budget and burn rates.
+    Returns (result, rollups): `extra_starts` lets a caller read more periods ending now from the
+    same rows (the dashboard's hourly trend)."""
     from . import alerts
 
     window_start, window_end = policy_window(policy, now)
     mtd_start = month_start(now)
-    window_totals = totals(tenant_id=tenant_id, start=window_start, end=window_end)
-    if policy.window == MeasurementWindow.CALENDAR_MONTH:
-        mtd_totals = window_totals
-    else:
-        mtd_totals = totals(tenant_id=tenant_id, start=mtd_start, end=window_end)
+    burn_windows = alerts.windows()
+    starts = [window_start, mtd_start, *extra_starts]
+    if counts is None:
+        starts += [window_end - w for w in burn_windows.values()]
+    rollups = TenantRollups(tenant_id=tenant_id, starts=starts, end=window_end)
+    window_totals = rollups.totals(window_start)
+    mtd_totals = window_totals if mtd_start == window_start else rollups.totals(mtd_start)
     window_metrics, mtd_metrics = window_totals.metrics(), mtd_totals.metrics()
     violations = compare(policy, window_metrics, period="window") + compare(policy, mtd_metrics, period="month")
     budget = error_budget(window_totals, policy.availability_target)
     if counts is None:
-        counts = failure_counts(tenant_ids=[tenant_id], now=now, windows=alerts.windows())[tenant_id]
+        counts = {}
+        for name, w in burn_windows.items():
+            t = rollups.totals(window_end - w, with_percentiles=False)
+            counts[name] = (t.failures, t.counted)
     burns = alerts.burn_decisions(counts, policy.availability_target)
     targets = {k: (float(v) if v is not None else None) for k, v in policy.targets().items()}
     return {
@@ -333,4 +383,4 @@ def assess(*, policy: SlaPolicy, tenant_id: str, now: datetime, counts: dict[str
         "budget": budget,
         "burn": burns,
         "recommendations": recommendations(policy, window_metrics, budget["remaining_percent"]),
-    }
+    }, rollups

@@ -120,7 +120,7 @@ def evaluate_tenant(*, tenant: Tenant, now: datetime | None = None, counts: dict
     """Compute a tenant's compliance, store it, open/resolve violations and advance its alerts."""
     now = now or datetime.now(UTC)
     policy = policy_for(tenant)
-    result = compliance.assess(policy=policy, tenant_id=tenant.pk, now=now, counts=counts)
+    result, _ = compliance.assess(policy=policy, tenant_id=tenant.pk, now=now, counts=counts)
     with transaction.atomic():
         open_count = _sync_violations(tenant=tenant, policy=policy, found=result["violations"], now=now)
         SlaStatus.objects.update_or_create(tenant=tenant, defaults={
@@ -216,6 +216,12 @@ def request_report(*, actor, tenant: Tenant, start: datetime, end: datetime, req
                          metadata={"start": start.isoformat(), "end": end.isoformat()})
         transaction.on_commit(lambda: build_report.delay(str(report.pk)))
     return report
+
+
+def record_report_download(*, actor, report: SlaReport, fmt: str, request=None) -> None:
+    """A report leaving the system is an export of the tenant's data: audit who took it."""
+    record_event(action="sla.report.downloaded", tenant_id=report.tenant_id, actor=actor, resource_type="sla_report",
+                 resource_id=str(report.pk), request=request, metadata={"format": fmt})
 
 
 def schedule_monthly_reports(*, now: datetime | None = None) -> int:

@@ -12,5 +12,7 @@ urlpatterns = [
     path("<slug:tenant_id>/policy/", views.policy, name="policy"),
     path("<slug:tenant_id>/alerts/", views.alert_history, name="alerts"),
     path("<slug:tenant_id>/reports/", views.reports, name="reports"),
-    path("<slug:tenant_id>/reports/<uuid:pk>/<str:fmt>/", views.report_download, name="report-download"),
+    # The report and format are query parameters (?report=<id>&format=pdf|csv), so the route is
+    # scoped by the tenant in the path alone.
+    path("<slug:tenant_id>/reports/download/", views.report_download, name="report-download"),
 ]

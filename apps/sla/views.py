@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
@@ -45,12 +46,15 @@ def dashboard_context(user, tenant, range_key: str, now: datetime | None = None)
     """What the tenant dashboard shows, computed from rollups (shared by the page and its refresh)."""
     now = now or datetime.now(UTC)
     policy = services.policy_for(tenant)
-    result = compliance.assess(policy=policy, tenant_id=tenant.pk, now=now)
-    series = compliance.hourly_series(tenant_id=tenant.pk, start=now - RANGES[range_key], end=now + timedelta(minutes=1))
+    start, end = now - RANGES[range_key], now + timedelta(minutes=1)
+    # The trend is read from the same rows as the compliance figures (one read for the page).
+    result, rollups = compliance.assess(policy=policy, tenant_id=tenant.pk, now=now, extra_starts=(start,))
+    series = rollups.hourly(start)
+    x_range = (start, end)
     figs = {
-        "chart-availability": figures.availability_figure(series, result["targets"]),
-        "chart-latency": figures.latency_figure(series, result["targets"]),
-        "chart-traffic": figures.traffic_figure(series),
+        "chart-availability": figures.availability_figure(series, result["targets"], x_range),
+        "chart-latency": figures.latency_figure(series, result["targets"], x_range),
+        "chart-traffic": figures.traffic_figure(series, x_range),
         "chart-budget": figures.budget_figure(result["budget"]["remaining_percent"]),
     }
     return {
@@ -151,11 +155,16 @@ def reports(request, tenant_id):
 
 
 @login_required
-def report_download(request, tenant_id, pk, fmt):
+def report_download(request, tenant_id):
     tenant = get_tenant_or_404(request.user, tenant_id, "view_dashboards")
+    fmt = request.GET.get("format", "pdf")
+    try:
+        report_id = uuid.UUID(request.GET.get("report", ""))
+    except ValueError:
+        return HttpResponseBadRequest("Name the report: ?report=<report id>&format=pdf or csv.")
     if fmt not in ("pdf", "csv"):
-        raise Http404("Reports come as pdf or csv.")
-    report = get_object_or_404(selectors.reports_for(request.user, tenant), pk=pk)
+        return HttpResponseBadRequest("format must be pdf or csv.")
+    report = get_object_or_404(selectors.reports_for(request.user, tenant), pk=report_id)
     relative = report.pdf_path if fmt == "pdf" else report.csv_path
     if report.status != ReportStatus.READY or not relative:
         raise Http404("The report is not ready.")
@@ -163,6 +172,7 @@ def report_download(request, tenant_id, pk, fmt):
     path = (root / relative).resolve()
     if root not in path.parents or not path.is_file():
         raise Http404("The report file is missing.")
+    services.record_report_download(actor=request.user, report=report, fmt=fmt, request=request)
     name = f"sla-{tenant.pk}-{report.period_start:%Y%m%d}-{report.period_end:%Y%m%d}.{fmt}"
     content_type = "application/pdf" if fmt == "pdf" else "text/csv"
     return FileResponse(path.open("rb"), as_attachment=True, filename=name, content_type=content_type)

@@ -104,14 +104,14 @@ def test_a_directory_user_signs_in_with_their_ldap_password(provider):
     assert bob.name == "Bob Ldap" and not bob.has_usable_password()
     assert bob.tenant_roles() == {"tenant-a": Role.VIEWER}
     assert client.get("/tenants/").status_code == 200
-    assert AuditEvent.objects.filter(action="auth.signin", result="success", metadata__method="ldap").exists()
+    assert AuditEvent.objects.filter(action="auth.sign_in", metadata__backend="LDAPSignInBackend").exists()
 
 
 def test_a_wrong_ldap_password_is_refused(provider):
     client, response = _sign_in("bob@ldap.test", "not-bobs-password")
     assert response.status_code == 400
     assert "_auth_user_id" not in client.session
-    assert AuditEvent.objects.filter(action="auth.signin", result="failure", metadata__method="ldap").exists()
+    assert AuditEvent.objects.filter(action="auth.sign_in_failed", result="failure", metadata__method="ldap").exists()
 
 
 def test_an_unknown_directory_user_is_refused_like_a_wrong_password(provider):
@@ -166,5 +166,30 @@ def test_test_connection_binds_and_reports_a_wrong_bind_password(provider, perso
 def test_an_unreachable_server_is_reported_not_raised(provider, personas):
     services.update_identity_provider(provider=provider, actor=personas.a_admin, ldap_server_uri="ldap://127.0.0.1:1")
     assert services.test_identity_provider(provider=provider, actor=personas.a_admin) == ["The server could not be reached."]
+    _, response = _sign_in("bob@ldap.test", "bob-ldap-password")
+    assert response.status_code == 400
+
+
+def _tls_provider(provider, slapd, ca_pem):
+    # The test server's certificate names IP 127.0.0.1 (libldap rewrites "localhost" to the
+    # machine's own name, which the certificate does not carry).
+    return services.update_identity_provider(provider=provider, actor=None, ldap_server_uri=slapd.ldap_uri,
+                                             ldap_start_tls=True, ldap_ca_cert=ca_pem)
+
+
+def test_start_tls_with_the_directorys_ca_signs_in(provider, slapd):
+    from pathlib import Path
+
+    _tls_provider(provider, slapd, Path(slapd.cafile).read_text())
+    assert services.test_identity_provider(provider=provider, actor=None) == []
+    _, response = _sign_in("bob@ldap.test", "bob-ldap-password")
+    assert response.status_code == 302
+
+
+def test_start_tls_refuses_a_directory_certificate_it_cannot_verify(provider, slapd):
+    from tests.accounts.saml_idp import make_key_and_cert
+
+    _tls_provider(provider, slapd, make_key_and_cert("unrelated-ca")[1])
+    assert "TLS connection failed" in services.test_identity_provider(provider=provider, actor=None)[0]
     _, response = _sign_in("bob@ldap.test", "bob-ldap-password")
     assert response.status_code == 400

@@ -178,3 +178,29 @@ def test_mfa_code_guessing_locks_out(personas, sign_in, enrol, redis_client, set
     for _ in range(3):
         client.post("/accounts/mfa/verify/", {"code": "000000"})
     assert client.post("/accounts/mfa/verify/", {"code": code_at(secret, 0)}).status_code == 429
+
+
+def test_after_reauthentication_a_user_changes_their_email(personas, client_for, redis_client):
+    client = client_for(personas.a_member)
+    session = client.session
+    session["reauth_at"] = time.time()
+    session.save()
+    assert client.post("/accounts/security/email/", {"email": "admin@a.test"}).status_code == 400
+    assert client.post("/accounts/security/email/", {"email": "New@A.test"}).status_code == 302
+    personas.a_member.refresh_from_db()
+    assert personas.a_member.email == "new@a.test"
+    assert AuditEvent.objects.filter(action="user.email_change").exists()
+
+
+def test_enrolling_long_after_sign_in_asks_for_the_password_again(personas, sign_in, redis_client, settings):
+    client = Client()
+    sign_in(client, "admin@a.test", PASSWORD)
+    session = client.session
+    session["reauth_at"] = time.time() - settings.SWITCHYARD_REAUTH_SECONDS - 1
+    session.save()
+    response = client.get("/accounts/mfa/enrol/")
+    assert response["Location"].startswith("/accounts/reauth/")
+    assert client.get(response["Location"]).status_code == 200
+    back = client.post(response["Location"], {"password": PASSWORD})
+    assert back.status_code == 302 and back["Location"] == "/accounts/mfa/enrol/"
+    assert client.get("/accounts/mfa/enrol/").status_code == 200

@@ -50,7 +50,7 @@ def authorize(client) -> str:
 def _refused(client, response, reason: str):
     assert response.status_code == 403
     assert "_auth_user_id" not in client.session
-    event = AuditEvent.objects.filter(action="auth.signin", result="failure").order_by("-pk").first()
+    event = AuditEvent.objects.filter(action="auth.sign_in_failed", result="failure").order_by("-pk").first()
     assert reason in event.metadata["reason"], event.metadata["reason"]
 
 

@@ -73,7 +73,7 @@ def test_a_valid_signed_response_signs_in_a_new_user_with_the_mapped_role(provid
     assert signed_in_email(client) == "alice@corp.test"
     assert User.objects.get(email="alice@corp.test").tenant_roles() == {"tenant-a": Role.MEMBER}
     assert client.get("/tenants/").status_code == 200
-    assert AuditEvent.objects.filter(action="auth.signin", result="success", tenant_id="tenant-a").exists()
+    assert AuditEvent.objects.filter(action="auth.sign_in", tenant_id="tenant-a", metadata__backend="SAMLSignInBackend").exists()
 
 
 def test_an_admin_group_maps_to_tenant_admin_who_must_then_pass_mfa(provider, idp_keys):
@@ -105,7 +105,7 @@ def _assert_refused(client, response, reason: str):
     assert response.status_code == 403
     assert signed_in_email(client) is None
     assert b"Single sign-on failed" in response.content or b"not allowed" in response.content
-    event = AuditEvent.objects.filter(action="auth.signin", result="failure").order_by("-pk").first()
+    event = AuditEvent.objects.filter(action="auth.sign_in_failed", result="failure").order_by("-pk").first()
     assert reason in event.metadata["reason"]
 
 
@@ -208,7 +208,7 @@ def test_a_replayed_idp_initiated_response_is_refused_by_the_assertion_cache(pro
     assert post(first, xml).status_code == 302
     second = Client()
     _assert_refused(second, post(second, xml), "replayed assertion")
-    assert AuditEvent.objects.filter(action="auth.signin", result="failure", metadata__reason="replayed assertion").exists()
+    assert AuditEvent.objects.filter(action="auth.sign_in_failed", result="failure", metadata__reason="replayed assertion").exists()
 
 
 def test_idp_initiated_sign_in_is_off_unless_enabled(provider, idp_keys):
@@ -261,3 +261,27 @@ def test_an_idp_logout_request_ends_the_local_session(provider, idp_keys):
     response = client.get("/accounts/saml/tenant-a/sls/", {"SAMLRequest": OneLogin_Saml2_Utils.deflate_and_base64_encode(logout_request)})
     assert response.status_code == 302 and response["Location"].startswith(idp.IDP_SLO_URL)
     assert signed_in_email(client) is None
+
+
+def _logout_response(in_response_to: str) -> str:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    xml = (
+        '<samlp:LogoutResponse xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" '
+        f'ID="_lresp1" Version="2.0" IssueInstant="{now}" Destination="{SITE}/accounts/saml/tenant-a/sls/" InResponseTo="{in_response_to}">'
+        f"<saml:Issuer>{idp.IDP_ENTITY_ID}</saml:Issuer>"
+        '<samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/></samlp:Status>'
+        "</samlp:LogoutResponse>"
+    )
+    return OneLogin_Saml2_Utils.deflate_and_base64_encode(xml)
+
+
+def test_the_idps_logout_response_is_accepted_once_and_only_for_our_request(provider, idp_keys):
+    client = Client()
+    post(client, signed_response(idp_keys, request_id=start(client)))
+    to_idp = client.post("/accounts/signout/")["Location"]
+    logout_xml = OneLogin_Saml2_Utils.decode_base64_and_inflate(parse_qs(urlparse(to_idp).query)["SAMLRequest"][0])
+    request_id = re.search(rb'ID="([^"]+)"', logout_xml).group(1).decode()
+    assert client.get("/accounts/saml/tenant-a/sls/", {"SAMLResponse": _logout_response("_unknown")}).status_code == 400
+    done = client.get("/accounts/saml/tenant-a/sls/", {"SAMLResponse": _logout_response(request_id)})
+    assert done.status_code == 302 and done["Location"] == "/accounts/signin/"
+    assert client.get("/accounts/saml/tenant-a/sls/", {"SAMLResponse": _logout_response(request_id)}).status_code == 400

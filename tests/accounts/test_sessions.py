@@ -101,3 +101,57 @@ def test_signing_out_ends_the_listed_session(personas, sign_in, redis_client):
     client = _signed_in(sign_in, "member@a.test")
     client.post("/accounts/signout/")
     assert UserSession.objects.get(user=personas.a_member).ended_at is not None
+
+
+def test_the_api_lists_a_users_own_sessions(personas, sign_in, api_for, redis_client):
+    _signed_in(sign_in, "member@a.test")
+    rows = api_for(personas.a_member).get("/api/v1/auth/sessions").json()
+    assert len(rows) == 1 and rows[0]["method"] == "password"
+
+
+def test_an_admin_ends_a_users_sessions_and_tokens_through_the_api(personas, sign_in, api_for, redis_client):
+    from apps.accounts import tokens
+
+    member = _signed_in(sign_in, "member@a.test")
+    issued = tokens.issue_for_user(user=personas.a_member)
+    response = api_for(personas.a_admin).post(f"/api/v1/auth/users/{personas.a_member.pk}/end-sessions")
+    assert response.status_code == 200 and response.json() == {"sessions_ended": 1, "token_families_revoked": 1}
+    assert member.get("/tenants/").status_code == 302
+    assert tokens.principal_for(issued.access_token) is None
+    assert api_for(personas.b_admin).post(f"/api/v1/auth/users/{personas.a_member.pk}/end-sessions").status_code == 404
+    assert api_for(personas.a_viewer).post(f"/api/v1/auth/users/{personas.a_member.pk}/end-sessions").status_code == 403
+
+
+def test_expired_credentials_are_purged(personas, redis_client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.accounts import services, tokens
+    from apps.accounts.models import AccessToken, RefreshToken
+
+    issued = tokens.issue_for_user(user=personas.a_member)
+    AccessToken.objects.filter(family=issued.family).update(expires_at=timezone.now() - timedelta(days=31))
+    assert services.purge_expired_credentials()["access_tokens"] == 1
+    assert RefreshToken.objects.filter(family=issued.family).count() == 1
+
+
+def test_disabling_a_user_with_a_plain_save_also_ends_their_sessions(personas, sign_in, redis_client):
+    member = _signed_in(sign_in, "member@a.test")
+    personas.a_member.is_active = False
+    personas.a_member.save()
+    assert member.get("/tenants/").status_code == 302
+    assert UserSession.objects.get(user=personas.a_member).end_reason == "user_disabled"
+
+
+def test_the_operator_command_ends_a_users_sessions_and_can_disable_them(personas, sign_in, redis_client):
+    from django.core.management import CommandError, call_command
+
+    member = _signed_in(sign_in, "member@a.test")
+    call_command("end_user_sessions", "Member@A.test")
+    assert member.get("/tenants/").status_code == 302
+    call_command("end_user_sessions", "member@a.test", "--disable")
+    personas.a_member.refresh_from_db()
+    assert not personas.a_member.is_active
+    with pytest.raises(CommandError):
+        call_command("end_user_sessions", "nobody@a.test")

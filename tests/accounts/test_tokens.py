@@ -136,3 +136,12 @@ def test_a_made_up_bearer_token_is_refused_and_other_bearer_kinds_are_left_alone
 
     request = APIRequestFactory().get("/api/v1/auth/whoami", HTTP_AUTHORIZATION="Bearer sk-some-api-key")
     assert tokens.BearerTokenAuthentication().authenticate(request) is None
+
+
+def test_a_suspended_tenants_service_client_token_stops_working(personas, redis_client):
+    client, secret = tokens.create_service_client(tenant_id="tenant-a", name="ci", role="member")
+    issued = tokens.issue_for_client(client_id=client.client_id, client_secret=secret)
+    personas.tenant_a.status = "suspended"
+    personas.tenant_a.save()
+    assert tokens.principal_for(issued.access_token) is None
+    assert _token({"grant_type": "client_credentials", "client_id": client.client_id, "client_secret": secret}).status_code == 401

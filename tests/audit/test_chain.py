@@ -253,3 +253,44 @@ def test_a_chain_of_100k_events_verifies():
     output = run_verify("--tenant", "big")
     assert "100000 of 100000 events and 1 of 1 checkpoints valid" in output
     assert now < AuditEvent.objects.filter(tenant_id="big").order_by("-seq").first().occurred_at
+
+
+def test_bulk_events_may_carry_their_own_time_and_request_id_and_a_user_actor_by_id():
+    when = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    record_events_bulk([{"action": "gateway.generate", "tenant_id": "t1", "actor": Actor("user", "42", ""),
+                         "occurred_at": when, "request_id": "req-abc"}])
+    event = AuditEvent.objects.get(tenant_id="t1")
+    assert (event.occurred_at, event.request_id, event.user_id) == (when, "req-abc", 42)
+    assert verify_chain("t1").ok
+
+
+def test_the_signing_key_command_prints_the_public_key_never_the_seed():
+    from apps.audit import signing
+
+    out = io.StringIO()
+    call_command("audit_signing_key", stdout=out)
+    assert signing.public_key_b64() in out.getvalue() and "BEGIN PUBLIC KEY" in out.getvalue()
+    assert (signing.settings.SWITCHYARD_AUDIT_SIGNING_KEY or "no-seed") not in out.getvalue()
+
+
+def test_production_refuses_to_start_without_a_signing_key(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHYARD_AUDIT_SIGNING_KEY")}
+    env.update(SWITCHYARD_ENV="production", DJANGO_DEBUG="false", DJANGO_SECRET_KEY="x" * 20 + "abcdefghijklmnopqrstuvwxyz0123456789",
+               SWITCHYARD_KEK="a" * 44, DJANGO_ALLOWED_HOSTS="example.test")
+    result = subprocess.run([sys.executable, "-c", "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='console.settings'; django.setup()"],
+                            env=env, capture_output=True, text=True, cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))
+    assert result.returncode != 0
+    assert "SWITCHYARD_AUDIT_SIGNING_KEY" in result.stderr
+
+
+def test_odd_input_is_stored_and_still_verifies():
+    event = record_event(action="odd", tenant_id="t1", user_agent="agent\x00/1", ip="not-an-ip", resource_id=12345,
+                         metadata={"nul": "a\x00b", "nan": float("nan"), "nested": {"list": [1, 2.5, "ü"]}, "big": 2**70})
+    stored = AuditEvent.objects.get(pk=event.pk)
+    assert (stored.user_agent, stored.ip, stored.resource_id) == ("agent/1", "", "12345")
+    assert stored.metadata["nul"] == "ab" and stored.metadata["nan"] == "nan"
+    assert verify_chain("t1").ok

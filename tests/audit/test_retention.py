@@ -65,3 +65,14 @@ def test_a_purge_without_an_anchor_is_caught():
 def test_retention_must_be_at_least_a_day():
     with pytest.raises(ValueError):
         services.purge_expired_events(tenant_id="t1", retention_days=0)
+
+
+def test_platform_and_deleted_tenant_chains_keep_their_configured_retention(settings, personas):
+    settings.SWITCHYARD_AUDIT_PLATFORM_RETENTION_DAYS = 30
+    settings.SWITCHYARD_AUDIT_DELETED_TENANT_RETENTION_DAYS = 60
+    aged(None, 40, 2)
+    aged("gone-tenant", 50, 2)
+    aged("gone-tenant", 70, 1)
+    assert tasks.purge_expired_events() == {"platform": 2}
+    assert AuditEvent.objects.filter(tenant_id="gone-tenant").count() == 3
+    assert verify_chain("").ok

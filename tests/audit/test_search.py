@@ -214,3 +214,11 @@ def test_console_compliance_report_page_and_download(personas, client_for, trail
     assert "Total actions" in html and "verified" in html
     download = client.get("/audit/compliance/?tenant=tenant-a&download=json")
     assert json.loads(download.content)["total_actions"] == 4  # the trail and this client's sign-in
+
+
+def test_console_compliance_and_export_refuse_bad_dates_with_400(personas, client_for, trail):
+    client = client_for(personas.a_admin)
+    response = client.get("/audit/compliance/?tenant=tenant-a&since=2026-05-01&until=2026-04-01")
+    assert response.status_code == 400 and "Must be after From." in response.content.decode()
+    assert client.get("/audit/export.csv?since=garbage").status_code == 400
+    assert not AuditEvent.objects.filter(action="audit.export").exists()

@@ -188,6 +188,23 @@ def test_a_transient_failure_is_retried_until_it_is_delivered(personas, eager_ce
         flaky.close()
 
 
+def test_retries_stop_after_the_configured_number_and_the_failure_is_shown(personas, eager_celery, settings):
+    from apps.core.models import NotificationChannel
+    from apps.core.notifications import build_payload, deliver_notification
+
+    settings.SWITCHYARD_NOTIFY_MAX_RETRIES = 4
+    down = Receiver(statuses=[502])
+    try:
+        channel = make_channel(personas.tenant_a, target=down.url())
+        payload = build_payload(tenant_id="tenant-a", event="test", title="t", message="m")
+        assert deliver_notification.apply(args=[str(channel.pk), payload], throw=False).get() == "failed"
+        assert len(down.requests) == 5  # the first try and 4 retries
+        channel = NotificationChannel.objects.get(pk=channel.pk)
+        assert channel.last_status == "failed" and channel.last_error == "The receiver answered HTTP 502."
+    finally:
+        down.close()
+
+
 def test_a_permanent_failure_is_not_retried_and_is_shown_on_the_channel(personas, eager_celery):
     from apps.core.models import NotificationChannel
     from apps.core.notifications import build_payload, deliver_notification
@@ -327,3 +344,12 @@ def test_the_index_leads_a_single_tenant_admin_straight_to_their_channels(person
     listing = client_for(personas.platform_admin).get("/notifications/")
     assert b"Tenant A" in listing.content and b"Tenant B" in listing.content
 
+
+
+def test_a_second_channel_with_the_same_name_is_a_400_not_a_500(personas, client_for):
+    make_channel(personas.tenant_a, kind="email", name="Ops", target="ops@a.test")
+    response = client_for(personas.a_admin).post("/notifications/tenant-a/", {
+        "name": "Ops", "kind": "email", "target": "other@a.test", "enabled": "on",
+    })
+    assert response.status_code == 400
+    assert b"already exists" in response.content

@@ -102,7 +102,7 @@ def truncate_usage() -> None:
         cursor.execute("TRUNCATE gateway_usagerecord")
 
 
-def wait_drained(timeout: float = 10.0) -> None:
+def wait_drained(timeout: float = 30.0) -> None:
     """Drain the usage queue here, waiting out a server's drainer that holds the lock."""
     import time
 

@@ -22,11 +22,13 @@ def free_port() -> int:
 
 
 class LiveGateway:
-    def __init__(self, *, database_name: str, workers: int = 1, env: dict | None = None):
+    def __init__(self, *, database_name: str, workers: int = 1, env: dict | None = None,
+                 app: str = "apps.gateway.asgi:application"):
         from django.conf import settings
 
         self.port = free_port()
         self.workers = workers
+        self.app = app
         db = settings.DATABASES["default"]
         self.env = dict(os.environ)
         self.env.update({
@@ -54,7 +56,7 @@ class LiveGateway:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "console.asgi:application", "--host", "127.0.0.1",
+            [sys.executable, "-m", "uvicorn", self.app, "--host", "127.0.0.1",
              "--port", str(self.port), "--workers", str(self.workers), "--no-access-log", "--log-level", "warning"],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )

@@ -250,3 +250,39 @@ def test_a_platform_service_key_acts_for_the_tenant_and_user_it_names(live_gatew
 def test_a_tenant_key_naming_another_tenant_is_403(live_gateway, world):
     assert_error(post(live_gateway, world.key, {"prompt": "x", "model": "sim-small", "tenant_id": "tenant-b"}), 403,
                  code="tenant_mismatch")
+
+
+def test_the_data_plane_also_works_through_the_plain_django_asgi_application(world):
+    """console.asgi runs every request through the console's middleware; the answers are the same."""
+    from django.db import connection
+
+    from tests.gateway.live import LiveGateway
+
+    with LiveGateway(database_name=connection.settings_dict["NAME"], app="console.asgi:application") as gateway:
+        response = post(gateway, world.key, {"prompt": "plain django", "model": "sim-small"})
+        assert response.status_code == 200, response.text
+        assert_error(post(gateway, world.key, {"model": "sim-small"}), 400, field="prompt")
+        with httpx.stream("POST", gateway.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {world.key}"},
+                          json={"model": "sim-small", "messages": [{"role": "user", "content": "hi"}], "stream": True},
+                          timeout=20) as streamed:
+            lines = [line for line in streamed.iter_lines() if line.startswith("data: ")]
+        assert lines[-1] == "data: [DONE]"
+
+
+def test_content_is_stored_encrypted_only_when_the_tenant_keeps_content(live_gateway, world):
+    from apps.gateway.models import StoredContent
+
+    assert post(live_gateway, world.key, {"prompt": "not kept", "model": "sim-small"}).status_code == 200
+    assert not StoredContent.objects.exists()
+    world.tenant.store_content = True
+    world.tenant.encrypt_content = True
+    world.tenant.save()
+    response = post(live_gateway, world.key, {"prompt": "keep this secret prompt", "model": "sim-small"})
+    row = StoredContent.objects.get(request_id=response.json()["request_id"])
+    assert row.encrypted and "keep this secret prompt" in row.prompt_text
+    assert row.response_text == response.json()["output"]
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT prompt FROM gateway_storedcontent WHERE id = %s", [row.pk])
+        assert "secret" not in cursor.fetchone()[0]

@@ -414,7 +414,11 @@ def redis_down(settings):
 def test_redis_unreachable_fails_closed_with_quota_backend_unavailable(redis_down):
     from apps.gateway import metrics, quotas
 
-    before = metrics.REDIS_OUTAGES._value.get()
+    def refused_count():
+        return metrics.REGISTRY.get_sample_value(
+            "switchyard_gateway_quota_backend_unavailable_total", {"outcome": "refused"}) or 0
+
+    before = refused_count()
 
     async def scenario():
         return await quotas.admit(tenant_id=new_tenant(), tenant_limits=QuotaLimits(requests_per_minute=5),
@@ -427,12 +431,17 @@ def test_redis_unreachable_fails_closed_with_quota_backend_unavailable(redis_dow
     with pytest.raises(quotas.QuotaBackendUnavailable):
         run(scenario())
     assert time.perf_counter() - started < 0.05, "the breaker answers at once while Redis is known down"
-    assert metrics.REDIS_OUTAGES._value.get() == before + 2
+    assert refused_count() == before + 2
 
 
 def test_redis_unreachable_in_degraded_mode_admits_within_this_processs_share(redis_down, settings):
-    from apps.gateway import quotas
+    from apps.gateway import metrics, quotas
 
+    def degraded_count():
+        return metrics.REGISTRY.get_sample_value(
+            "switchyard_gateway_quota_backend_unavailable_total", {"outcome": "degraded"}) or 0
+
+    before = degraded_count()
     settings.SWITCHYARD_QUOTA_DEGRADED_DIVISOR = 2
     tenant = new_tenant()
     limits = QuotaLimits(requests_per_minute=100, max_concurrent=6)
@@ -454,6 +463,7 @@ def test_redis_unreachable_in_degraded_mode_admits_within_this_processs_share(re
     assert [r.allowed for r in results] == [True, True, True, False, False]
     assert results[3].reason == "max_concurrent" and results[3].limit == 3
     assert after.allowed and after.degraded
+    assert degraded_count() == before + 6
 
 
 def test_release_and_settle_after_redis_went_away_do_not_raise(settings):
@@ -491,3 +501,42 @@ def test_renewing_a_lease_keeps_the_slot_past_its_first_expiry_and_never_revives
 
     still_blocked, free = run(scenario())
     assert not still_blocked.allowed and free.allowed
+
+
+def test_a_refused_connection_opens_the_breaker_at_once_but_only_repeated_timeouts_do():
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from apps.gateway import quotas
+
+    for _ in range(quotas.TIMEOUTS_TO_TRIP - 1):
+        quotas._trip_breaker(RedisTimeoutError("Timeout reading from socket"))
+    assert not quotas._backend_down(), "a busy moment must not fail every request for a second"
+    quotas._trip_breaker(RedisTimeoutError("Timeout reading from socket"))
+    assert quotas._backend_down()
+    quotas.reset_backend_state()
+    quotas._trip_breaker(RedisConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused."))
+    assert quotas._backend_down()
+
+
+def test_a_thousand_simultaneous_admissions_queue_for_connections_instead_of_failing():
+    from apps.gateway import quotas
+
+    tenant = new_tenant()
+    limits = QuotaLimits(requests_per_minute=100_000, max_concurrent=100_000)
+
+    async def scenario():
+        async def one(i):
+            return await quotas.admit(tenant_id=tenant, tenant_limits=limits, estimated_tokens=1,
+                                      request_id=f"r{i}")
+
+        results = await asyncio.gather(*(one(i) for i in range(1000)), return_exceptions=True)
+        await asyncio.gather(*(quotas.settle(r, 1) for r in results if isinstance(r, quotas.Admission)))
+        return results, await quotas.usage(tenant_id=tenant)
+
+    results, used = run(scenario())
+    errors = [r for r in results if not isinstance(r, quotas.Admission)]
+    assert not errors, errors[:3]
+    assert all(r.allowed for r in results)
+    assert used["requests_per_minute"] == 1000 and used["max_concurrent"] == 0
+    assert not quotas._backend_down()

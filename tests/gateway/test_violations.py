@@ -170,7 +170,7 @@ def test_the_violations_page_shows_counts_and_live_quota_use(personas, client_fo
     assert page.status_code == 200
     html = page.content.decode()
     assert "requests_per_day" in html and ">7<" in html
-    assert "max_concurrent ×2" in html
+    assert "max_concurrent ×2" in html  # live, from Redis
     assert "Requests per minute" in html
     partial = client_for(personas.a_viewer).get("/gateway/tenant-a/violations/", HTTP_HX_REQUEST="true")
     assert partial.status_code == 200 and b"<html" not in partial.content
@@ -214,12 +214,14 @@ def test_observe_request_costs_less_than_20_microseconds():
     cost = Decimal("0.000123")
     for _ in range(100):
         metrics.observe_request("fast", "sim-small", 200, 0.01, 0.005, 10, 20, cost)
-    n = 5000
-    started = time.perf_counter()
-    for _ in range(n):
-        metrics.observe_request("fast", "sim-small", 200, 0.01, 0.005, 10, 20, cost)
-    per_call = (time.perf_counter() - started) / n
-    assert per_call < 20e-6, f"{per_call * 1e6:.1f} µs per call"
+    n, rounds = 2000, []
+    # The best of several rounds: the cost of the call itself, not of other work on a shared machine.
+    for _ in range(7):
+        started = time.perf_counter()
+        for _ in range(n):
+            metrics.observe_request("fast", "sim-small", 200, 0.01, 0.005, 10, 20, cost)
+        rounds.append((time.perf_counter() - started) / n)
+    assert min(rounds) < 20e-6, f"{min(rounds) * 1e6:.1f} µs per call"
 
 
 def test_quota_refusals_and_redis_outages_are_counted():
@@ -228,11 +230,11 @@ def test_quota_refusals_and_redis_outages_are_counted():
     before = sample("switchyard_gateway_quota_refusals_total", {"tenant": "r-tenant", "reason": "max_concurrent"})
     metrics.count_quota_refusal("r-tenant", "max_concurrent")
     metrics.count_quota_refusal("r-tenant", "max_concurrent")
-    outages = sample("switchyard_gateway_quota_backend_unavailable_total", {})
+    outages = sample("switchyard_gateway_quota_backend_unavailable_total", {"outcome": "refused"})
     metrics.count_redis_outage()
     after = sample("switchyard_gateway_quota_refusals_total", {"tenant": "r-tenant", "reason": "max_concurrent"})
     assert after == before + 2
-    assert sample("switchyard_gateway_quota_backend_unavailable_total", {}) == outages + 1
+    assert sample("switchyard_gateway_quota_backend_unavailable_total", {"outcome": "refused"}) == outages + 1
 
 
 def test_the_metrics_endpoint_serves_prometheus_text(client, settings):
@@ -271,7 +273,8 @@ if len(sys.argv) > 2:
 
 
 def test_with_a_multiprocess_directory_any_process_reports_the_sum_of_all(tmp_path):
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "console.settings"}
+    env = {**os.environ, "SWITCHYARD_METRICS_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "console.settings"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     root = str(Path(__file__).resolve().parents[2])
     for n in (3, 5):
         subprocess.run([sys.executable, "-c", WORKER, str(n)], env=env, cwd=root, check=True, timeout=60)
@@ -280,3 +283,34 @@ def test_with_a_multiprocess_directory_any_process_reports_the_sum_of_all(tmp_pa
     assert 'switchyard_gateway_requests_total{model="sim-small",status="200",tenant="mp-tenant"} 10.0' in out
     assert 'switchyard_gateway_quota_refusals_total{reason="requests_per_minute",tenant="mp-tenant"} 3.0' in out
     assert 'switchyard_gateway_tokens_total{direction="output",model="sim-small",tenant="mp-tenant"} 40.0' in out
+
+
+def test_violation_rows_older_than_the_retention_are_purged(personas, settings):
+    from datetime import UTC, datetime, timedelta
+
+    from apps.core.models import QuotaViolation
+    from apps.gateway.violations import purge_old_violations
+
+    settings.SWITCHYARD_VIOLATION_RETENTION_DAYS = 30
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    for days in (1, 29, 31, 400):
+        QuotaViolation.objects.create(tenant_id="tenant-a", minute=now - timedelta(days=days),
+                                      reason="requests_per_minute", count=1)
+    assert purge_old_violations(now=now) == 2
+    assert QuotaViolation.objects.count() == 2
+
+
+def test_a_flush_already_running_elsewhere_makes_another_skip(personas, redis_client):
+    from apps.core.models import QuotaViolation
+    from apps.core.redis import key
+    from apps.gateway.violations import flush_violations
+
+    refuse(2)
+    held = redis_client.lock(key("viol", "flush-lock"), timeout=30)
+    assert held.acquire(blocking=False)
+    try:
+        assert flush_violations().get("skipped") == 1
+        assert not QuotaViolation.objects.exists()
+    finally:
+        held.release()
+    assert flush_violations()["minutes"] == 1

@@ -229,3 +229,41 @@ def test_two_reencryption_processes_at_once_move_every_row_exactly_once():
     assert version_row_counts("acme") == {2: 2 * rows}
     assert_all_readable("acme", acme)
     assert DataKey.objects.get(tenant_id="acme", version=1).state == KeyState.RETIRED
+
+
+def test_the_daily_beat_entry_runs_the_registered_rotation_task():
+    from console.celery import app
+
+    app.loader.import_default_modules()
+    task, seconds = settings.SWITCHYARD_BEAT["keys-rotation-check"]
+    assert task == "apps.keys.tasks.rotate_due_keys" and seconds == 86400
+    assert task in app.tasks and "apps.keys.tasks.reencrypt_tenant_rows" in app.tasks
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_a_rotation_from_the_api_is_re_encrypted_by_a_real_celery_worker(personas, api_for, redis_client):
+    acme = seed("tenant-a", 50)
+    worker = subprocess.Popen([sys.executable, "-m", "tests.keys.celery_worker"], cwd=ROOT, env=command_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        response = api_for(personas.a_admin).post("/api/v1/tenants/tenant-a/keys/rotate/", {"reason": "e2e"},
+                                                  format="json")
+        assert response.status_code == 201
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            job = ReencryptionJob.objects.filter(tenant_id="tenant-a", status=JobStatus.COMPLETED).first()
+            if job:
+                break
+            assert worker.poll() is None, worker.communicate()[0]
+            time.sleep(0.1)
+        assert job is not None, "the worker did not finish the re-encryption in time"
+    finally:
+        worker.terminate()
+        log = worker.communicate(timeout=30)[0]
+    assert job.rows_reencrypted == 100
+    assert version_row_counts("tenant-a") == {2: 100}
+    assert DataKey.objects.get(tenant_id="tenant-a", version=1).state == KeyState.RETIRED
+    assert_all_readable("tenant-a", acme)
+    assert "reencrypt_tenant_rows" in log
+    assert "secret-tenant-a" not in log

@@ -82,7 +82,7 @@ def test_every_navigation_entry_opens_a_page(personas, client_for):
 
     client = client_for(personas.a_admin)
     for _key, label, url_name in NAV:
-        response = client.get(reverse(url_name))
+        response = client.get(reverse(url_name), follow=True)
         assert response.status_code == 200, (label, response.status_code)
 
 

@@ -17,9 +17,9 @@ CONSOLE_OBJECTS = {
     "tenants:member-edit": "membership",
     "tenants:allocation-release": ResourceAllocation,
     # accounts: a tenant's identity-provider settings pages.
-    "accounts:provider-edit": "identity_provider",
-    "accounts:provider-test": "identity_provider",
-    "accounts:provider-delete": "identity_provider",
+    "accounts:provider-edit": "accounts.IdentityProvider",
+    "accounts:provider-test": "accounts.IdentityProvider",
+    "accounts:provider-delete": "accounts.IdentityProvider",
 }
 
 # Routes whose GET needs more than "view" (url name -> action).
@@ -50,12 +50,6 @@ def _object_pk(route, tenant, personas):
         return personas.a_member.memberships.get(tenant=tenant).pk
     if isinstance(target, str):
         target = apps.get_model(target)
-    if target == "identity_provider":
-        from apps.accounts.models import IdentityProvider
-
-        provider = IdentityProvider.objects.filter(tenant=tenant).first() or IdentityProvider.objects.create(
-            tenant=tenant, kind="ldap", name="Directory", ldap_server_uri="ldap://127.0.0.1:1", ldap_user_search_base="dc=a")
-        return provider.pk
     if target is None:
         return None
     field = getattr(target, "tenant_field", None)
