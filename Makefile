@@ -5,8 +5,9 @@
 PYTHON ?= python3
 VENV := .venv
 SERVICES = eval "$$($(PYTHON) scripts/devenv.py services --print-env)"
+# The suite runs in one process: several of its tests measure concurrency and time windows with
+# real servers, which two pytest workers on two cores would disturb. It takes a few minutes.
 PYTEST_ARGS ?=
-TEST_WORKERS ?= 2
 
 .PHONY: bootstrap demo test test-fast bench lint format stop migrate
 
@@ -18,12 +19,12 @@ demo:
 
 test: bootstrap
 	@$(SERVICES) && export SWITCHYARD_ENV=test && \
-	  $(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile -p no:cacheprovider $(PYTEST_ARGS)
+	  $(VENV)/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 # The suite without the browser and slow process tests, for a quick loop while developing.
 test-fast: bootstrap
 	@$(SERVICES) && export SWITCHYARD_ENV=test && \
-	  $(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not e2e and not slow" $(PYTEST_ARGS)
+	  $(VENV)/bin/python -m pytest -p no:cacheprovider -m "not e2e and not slow" $(PYTEST_ARGS)
 
 bench: bootstrap
 	@$(SERVICES) && $(VENV)/bin/python -m bench.run $(BENCH_ARGS)

@@ -165,9 +165,8 @@ def bench_search(tenants: list[str], samples: int, days: int) -> dict:
     from django.contrib.auth import get_user_model
     from django.db import connection
     from django.test import RequestFactory
-    from django.urls import resolve
 
-    from apps.audit.selectors import EventFilters, page_of, search_events
+    from apps.audit.selectors import EventFilters, search_page
 
     rng = random.Random(7)
     User = get_user_model()
@@ -195,7 +194,7 @@ def bench_search(tenants: list[str], samples: int, days: int) -> dict:
 
     def run(filters):
         started = time.perf_counter()
-        rows, _ = page_of(search_events(admin, filters), page=1, size=50)
+        rows, _ = search_page(admin, filters, page=1, size=50)
         return time.perf_counter() - started, filters, len(rows)
 
     for _ in range(10):
@@ -223,7 +222,8 @@ def bench_search(tenants: list[str], samples: int, days: int) -> dict:
     # The view itself, template included, called as the URL resolver would (no MFA or session
     # middleware in the way: the bench user has no second factor).
     factory = RequestFactory()
-    view = resolve("/audit/").func
+    from apps.audit.views import search as view
+
     page_times = []
     for index in range(samples):
         filters = random_filters()
@@ -272,10 +272,13 @@ def bench_verify(tenants: list[str], max_events: int) -> dict:
     return {"verified_events": checked, "verify_rate": checked / elapsed, "plain_read_rate": read / read_elapsed, "chains": len(chosen)}
 
 
-def bench_append(tenants: list[str], n: int, batch: int) -> dict:
+def bench_append(tenants: list[str], n: int, batch: int, rounds: int = 5) -> dict:
+    """Events per second through record_event (one autocommit transaction each, as a request does)
+    and record_events_bulk (the gateway's batching writer), against plain INSERTs of the same rows
+    into the same table. The four run in interleaved rounds so a busy machine weighs on each alike."""
     from django.db import connection
 
-    from apps.audit.services import Actor, record_event, record_events_bulk
+    from apps.audit.services import Actor, build_event, new_event_id, record_event, record_events_bulk
 
     rng = random.Random(3)
     actor = Actor("api_key", "k1", "sy_bench01", 1)
@@ -285,49 +288,75 @@ def bench_append(tenants: list[str], n: int, batch: int) -> dict:
                 "resource_id": rng.choice(MODELS), "ip": "10.9.8.7", "user_agent": "bench/1.0",
                 "metadata": {"tokens": i % 4000, "latency_ms": 120}}
 
-    started = time.monotonic()
-    for i in range(n):
-        record_event(**event(i))  # autocommit: one transaction per event, as a request does
-    single = n / (time.monotonic() - started)
-
-    started = time.monotonic()
-    for start in range(0, n, batch):
-        record_events_bulk([event(i) for i in range(start, min(n, start + batch))])
-    bulk = n / (time.monotonic() - started)
-
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TABLE IF EXISTS audit_event_baseline")
-        cursor.execute("CREATE TABLE audit_event_baseline (LIKE audit_event INCLUDING ALL)")
-    from apps.audit.services import build_event
-
-    rows = [build_event(**event(i)) for i in range(n)]
     cols = ", ".join(COLUMNS)
     placeholders = ", ".join(["%s::jsonb" if c == "metadata" else "%s" for c in COLUMNS])
+    seq = iter(range(1, 10**9))
+
+    def plain(row):
+        # The same columns into the same table under a tenant id of its own (removed afterwards): no chain.
+        return [
+            new_event_id(),
+            "bench-baseline",
+            next(seq),
+            row["occurred_at"],
+            row["actor_type"],
+            row["actor_id"],
+            row["actor_label"],
+            row["user_id"],
+            row["action"],
+            row["resource_type"],
+            row["resource_id"],
+            row["result"],
+            row["ip"],
+            row["user_agent"],
+            row["request_id"],
+            json.dumps(row["metadata"]),
+            None,
+            "0" * 64,
+            hashlib.sha256(row["body_hash"].encode()).hexdigest(),
+        ]
+
+    per_round = max(batch, n // rounds)
+    spent = {"record_event": 0.0, "plain_insert": 0.0, "record_events_bulk": 0.0, "plain_multirow_insert": 0.0}
+    done = 0
     with connection.cursor() as cursor:
-        started = time.monotonic()
-        for i, row in enumerate(rows):
-            cursor.execute(
-                f"INSERT INTO audit_event_baseline ({cols}) VALUES ({placeholders})",
-                [row["id"], row["tenant_id"], i, row["occurred_at"], row["actor_type"], row["actor_id"], row["actor_label"],
-                 row["user_id"], row["action"], row["resource_type"], row["resource_id"], row["result"], row["ip"],
-                 row["user_agent"], row["request_id"], json.dumps(row["metadata"]), None, "", hashlib.sha256(b"x").hexdigest()],
-            )
-        plain_single = n / (time.monotonic() - started)
-        cursor.execute("TRUNCATE audit_event_baseline")
-        started = time.monotonic()
-        for start in range(0, n, batch):
-            chunk = rows[start:start + batch]
-            cursor.execute(
-                f"INSERT INTO audit_event_baseline ({cols}) VALUES " + ", ".join([f"({placeholders})"] * len(chunk)),
-                [v for i, row in enumerate(chunk) for v in (
-                    uuid.uuid4(), row["tenant_id"], start + i, row["occurred_at"], row["actor_type"], row["actor_id"],
-                    row["actor_label"], row["user_id"], row["action"], row["resource_type"], row["resource_id"], row["result"],
-                    row["ip"], row["user_agent"], row["request_id"], json.dumps(row["metadata"]), None, "", "h")],
-            )
-        plain_bulk = n / (time.monotonic() - started)
-        cursor.execute("DROP TABLE audit_event_baseline")
-    return {"record_event_rate": single, "plain_insert_rate": plain_single,
-            "record_events_bulk_rate": bulk, "plain_multirow_insert_rate": plain_bulk, "batch": batch, "n": n}
+        cursor.execute("DELETE FROM audit_event WHERE tenant_id = 'bench-baseline'")
+        for _ in range(rounds):
+            started = time.monotonic()
+            for i in range(per_round):
+                record_event(**event(i))
+            spent["record_event"] += time.monotonic() - started
+
+            started = time.monotonic()
+            for i in range(per_round):
+                cursor.execute(
+                    f"INSERT INTO audit_event ({cols}) VALUES ({placeholders})", plain(build_event(**event(i)))
+                )
+            spent["plain_insert"] += time.monotonic() - started
+
+            started = time.monotonic()
+            for start in range(0, per_round, batch):
+                record_events_bulk([event(i) for i in range(start, min(per_round, start + batch))])
+            spent["record_events_bulk"] += time.monotonic() - started
+
+            started = time.monotonic()
+            for start in range(0, per_round, batch):
+                chunk = [plain(build_event(**event(i))) for i in range(start, min(per_round, start + batch))]
+                cursor.execute(
+                    f"INSERT INTO audit_event ({cols}) VALUES " + ", ".join([f"({placeholders})"] * len(chunk)),
+                    [v for row in chunk for v in row],
+                )
+            spent["plain_multirow_insert"] += time.monotonic() - started
+            done += per_round
+        cursor.execute("DELETE FROM audit_event WHERE tenant_id = 'bench-baseline'")
+    return {
+        "record_event_rate": done / spent["record_event"],
+        "plain_insert_rate": done / spent["plain_insert"],
+        "record_events_bulk_rate": done / spent["record_events_bulk"],
+        "plain_multirow_insert_rate": done / spent["plain_multirow_insert"],
+        "batch": batch,
+        "n": done,
+    }
 
 
 def main() -> None:

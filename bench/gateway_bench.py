@@ -28,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "gateway.json"
+RESULTS_PROCESS_DRAINER = ROOT / "bench" / "results" / "gateway-drainer-process.json"
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/sy_bench_gateway"
 PREFIX = "sybench:gw:"
 BODY = {"model": "sim-small", "messages": [{"role": "user", "content": "Benchmark prompt: say something short."}],
@@ -159,6 +160,13 @@ def worker_pids(parent: int) -> list[int]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests per step (a smoke run)")
+    parser.add_argument(
+        "--drainer",
+        choices=["server", "process"],
+        default="server",
+        help="store usage records from inside the server processes (default) or from one "
+        "separate `manage.py drain_usage --follow` process",
+    )
     args = parser.parse_args(argv)
     if not shutil.which("hey"):
         print("hey is required (apt-get install hey)", file=sys.stderr)
@@ -166,7 +174,10 @@ def main(argv=None) -> int:
 
     database_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB)
     env = prepare_environment(database_url)
-    os.environ.update({k: env[k] for k in ("DATABASE_URL", "SWITCHYARD_REDIS_PREFIX", "SWITCHYARD_ENV", "DJANGO_DEBUG")})
+    env["SWITCHYARD_USAGE_DRAIN_IN_SERVER"] = "true" if args.drainer == "server" else "false"
+    os.environ.update(
+        {k: env[k] for k in ("DATABASE_URL", "SWITCHYARD_REDIS_PREFIX", "SWITCHYARD_ENV", "DJANGO_DEBUG")}
+    )
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
     sys.path.insert(0, str(ROOT))
     ensure_database(database_url)
@@ -175,10 +186,17 @@ def main(argv=None) -> int:
 
     scale = 0.25 if args.quick else 1.0
     steps = [(1, int(2000 * scale)), (10, int(6000 * scale)), (50, int(10000 * scale))]
-    report: dict = {"machine": {"cpus": os.cpu_count()}, "steps": [], "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    report: dict = {
+        "machine": {"cpus": os.cpu_count()},
+        "drainer": args.drainer,
+        "steps": [],
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
-    with SimulatorProcess(name="bench-sim", latency_ms=0, output_tokens=16) as sim, \
-            SimulatorProcess(name="bench-slow", latency_ms=1000, output_tokens=16) as slow:
+    with (
+        SimulatorProcess(name="bench-sim", latency_ms=0, output_tokens=16) as sim,
+        SimulatorProcess(name="bench-slow", latency_ms=1000, output_tokens=16) as slow,
+    ):
         key = setup_world(sim.url, slow.url)
         port = free_port()
         server = subprocess.Popen(
@@ -187,6 +205,11 @@ def main(argv=None) -> int:
             cwd=ROOT, env=env, start_new_session=True,
         )
         gateway = f"http://127.0.0.1:{port}"
+        drainer = None
+        if args.drainer == "process":
+            drainer = subprocess.Popen(
+                [sys.executable, "manage.py", "drain_usage", "--follow"], cwd=ROOT, env=env, start_new_session=True
+            )
         try:
             wait_http(gateway + "/healthz")
             with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
@@ -197,9 +220,11 @@ def main(argv=None) -> int:
                 slow_body = handle.name
             # Warm up both paths (connections, routing table, caches).
             run_hey(sim.url + "/v1/chat/completions", requests=500, concurrency=10, body_file=body_file, key="sk")
-            run_hey(gateway + "/v1/chat/completions", requests=1000, concurrency=10, body_file=body_file, key=key)
+            warm = run_hey(
+                gateway + "/v1/chat/completions", requests=1000, concurrency=10, body_file=body_file, key=key
+            )
 
-            answered = 0
+            answered = warm["status"].get("200", 0)
             for clients, requests in steps:
                 direct = run_hey(sim.url + "/v1/chat/completions", requests=requests, concurrency=clients,
                                  body_file=body_file, key="sk")
@@ -227,8 +252,13 @@ def main(argv=None) -> int:
             answered += held["status"].get("200", 0)
             report["in_flight_1000"] = held
             report["rss_mib_with_1000_in_flight"] = {str(pid): round(rss_mib(pid), 1) for pid in pids}
-            print(f"{slow_n} in flight, 1 s upstream: p50 {held['p50_ms']:.0f} ms p99 {held['p99_ms']:.0f} ms "
-                  f"{held['rps']:.0f} req/s errors {held['errors']} status {held['status']}", flush=True)
+            if drainer is not None:
+                report["rss_mib_drainer"] = round(rss_mib(drainer.pid), 1)
+            print(
+                f"{slow_n} in flight, 1 s upstream: p50 {held['p50_ms']:.0f} ms p99 {held['p99_ms']:.0f} ms "
+                f"{held['rps']:.0f} req/s errors {held['errors']} status {held['status']}",
+                flush=True,
+            )
             print(f"RSS per server process (MiB): {report['rss_mib_with_1000_in_flight']}", flush=True)
 
             deadline = time.monotonic() + 60
@@ -237,17 +267,25 @@ def main(argv=None) -> int:
                 time.sleep(0.5)
                 stored = usage_count()
             report["usage_records"] = {"answered_200": answered, "stored": stored}
-            print(f"usage records: {stored} stored for {answered} answered", flush=True)
+            print(f"usage records: {stored} stored for {answered} answered (warm-up included)", flush=True)
+            report["load_average_during_run"] = os.getloadavg()
         finally:
+            if drainer is not None:
+                drainer.send_signal(signal.SIGINT)
+                try:
+                    drainer.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    drainer.kill()
             server.send_signal(signal.SIGTERM)
             try:
                 server.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 server.kill()
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2))
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    path = RESULTS if args.drainer == "server" else RESULTS_PROCESS_DRAINER
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
+    print(f"wrote {path.relative_to(ROOT)}")
     return 0
 
 

@@ -6,7 +6,7 @@ Endpoints
     GET  /v1/models             model list (Anthropic shape when ``anthropic-version`` is sent, else OpenAI)
     GET  /health                200 ``{"status": "ok", "name": ...}``; 503 while ``down``
     GET/POST/DELETE /_control   read / partially update / reset the behaviour knobs
-    GET/DELETE /_requests       request log (``?since=<seq>&limit=<n>``) / clear it
+    GET/DELETE /_requests       request log of /v1 calls (``?since=<seq>&limit=<n>``; 499 = client gave up) / clear
     GET/DELETE /_stats          counters / reset them
 
 Behaviour knobs (CLI flags at start, ``POST /_control`` at runtime): ``name``, ``latency_ms`` (time to the
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import hashlib
 import itertools
 import math
@@ -298,6 +299,8 @@ class SimulatorState:
         self.unhang = asyncio.Event()
         self.model_set: frozenset[str] = frozenset()
         self.in_flight = 0
+        # Parked on `hang`: unlike in_flight, these have read their whole body, so tests can wait for this.
+        self.hanging = 0
         # Handler tasks of model requests, so shutdown can cancel the ones still running after the grace period.
         self.tasks: set[asyncio.Task[Any]] = set()
         self.closing = False
@@ -355,6 +358,7 @@ class SimulatorState:
             "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
+            "hanging": self.hanging,
             "health_checks": self.health_checks,
             "uptime_s": round(time.time() - self.started_at, 3),
         }
@@ -518,7 +522,11 @@ class _Handlers:
             return _error(api, 404, f"The model `{model}` does not exist or you do not have access to it.")
 
         if state.config.hang:
-            await state.unhang.wait()
+            state.hanging += 1
+            try:
+                await state.unhang.wait()
+            finally:
+                state.hanging -= 1
             if state.closing:
                 return _error(api, 503, f"Simulator {state.config.name} is shutting down.")
         config = state.config  # re-read: a parked request answers with the settings at its release
@@ -755,16 +763,14 @@ def create_app(config: SimulatorConfig | None = None, shutdown_timeout: float = 
     async def drain(app: web.Application) -> None:
         # aiohttp's own shutdown cannot interrupt a handler parked on an Event and waits its timeout twice,
         # so drain here: release parked requests (they answer 503), give the rest the grace, cancel stragglers.
+        # (aiohttp stops reading once shutdown begins, so a request whose body was still in transit can only
+        # be cancelled.)
         state.closing = True
         state.unhang.set()
-        with open("/tmp/drain.log", "a") as f:
-            f.write(f"{state.config.name} drain start in_flight={state.in_flight} tasks={[t.get_stack(limit=3) for t in state.tasks]}\n")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + shutdown_timeout
         while state.in_flight and loop.time() < deadline:
             await asyncio.sleep(0.02)
-        with open("/tmp/drain.log", "a") as f:
-            f.write(f"{state.config.name} drain {deadline - loop.time():.3f} left, in_flight={state.in_flight} tasks={len(state.tasks)}\n")
         for task in list(state.tasks):
             task.cancel()
 
@@ -866,6 +872,11 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
 async def serve(config: SimulatorConfig, host: str, port: int, shutdown_timeout: float = 2.0) -> None:
     """Run until SIGTERM or SIGINT, then stop cleanly."""
     runner, bound_port = await start_simulator(config, host, port, shutdown_timeout=shutdown_timeout)
+    # The process is ours alone: move start-up objects out of the collector's view and collect young objects
+    # less often. With 1000 requests in flight this cuts CPU per request by about a fifth.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20000, 50, 100)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -875,12 +886,7 @@ async def serve(config: SimulatorConfig, host: str, port: int, shutdown_timeout:
     try:
         await stop.wait()
     finally:
-        with open("/tmp/drain.log", "a") as f:
-            f.write(f"{config.name} signal\n")
-        _t0 = time.monotonic()
         await runner.cleanup()
-        with open("/tmp/drain.log", "a") as f:
-            f.write(f"{config.name} cleanup {time.monotonic() - _t0:.3f}\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -890,7 +896,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = config_from_args(args)
     except ValueError as exc:
         parser.error(str(exc))
-    asyncio.run(serve(config, args.host, args.port, args.shutdown_timeout))
+    try:
+        import uvloop  # installed with uvicorn[standard]; about a third less CPU per request
+    except ImportError:
+        asyncio.run(serve(config, args.host, args.port, args.shutdown_timeout))
+    else:
+        uvloop.run(serve(config, args.host, args.port, args.shutdown_timeout))
     return 0
 
 

@@ -1,9 +1,10 @@
-"""ASGI entry point: the console, the management API and the streaming data plane."""
+"""ASGI entry point: the console and management API through Django, with the data plane's
+four paths dispatched straight to their async views (see apps/gateway/asgi.py)."""
 
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 
-application = get_asgi_application()
+from apps.gateway.asgi import application  # noqa: E402
+
+__all__ = ["application"]

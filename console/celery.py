@@ -1,4 +1,4 @@
-"""The Celery application: Redis broker, beat schedule taken from settings."""
+"""The Celery application: Redis broker; the beat schedule is CELERY_BEAT_SCHEDULE in settings."""
 
 import os
 
@@ -9,10 +9,3 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 app = Celery("switchyard")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-
-
-@app.on_after_finalize.connect
-def _install_beat_schedule(sender, **kwargs):
-    from django.conf import settings
-
-    sender.conf.beat_schedule = settings.beat_schedule(settings.SWITCHYARD_BEAT)

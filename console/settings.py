@@ -450,11 +450,15 @@ SWITCHYARD_MAX_OUTPUT_TOKENS = env_int("SWITCHYARD_MAX_OUTPUT_TOKENS", 32_768)
 # Usage records: queued in Redis, written in batches of this size every this many milliseconds.
 SWITCHYARD_USAGE_BATCH = env_int("SWITCHYARD_USAGE_BATCH", 500)
 SWITCHYARD_USAGE_FLUSH_MS = env_int("SWITCHYARD_USAGE_FLUSH_MS", 200)
+# Off: the servers only queue records and a `manage.py drain_usage --follow` process stores them.
+SWITCHYARD_USAGE_DRAIN_IN_SERVER = env_bool("SWITCHYARD_USAGE_DRAIN_IN_SERVER", True)
 # Monthly usage partitions older than this are dropped (prompts/responses follow each tenant's retention_days).
 SWITCHYARD_USAGE_RETENTION_MONTHS = env_int("SWITCHYARD_USAGE_RETENTION_MONTHS", 13)
 SWITCHYARD_BEAT["gateway-drain-usage"] = ("apps.gateway.tasks.drain_usage", 10)
 SWITCHYARD_BEAT["gateway-usage-partitions"] = ("apps.gateway.tasks.maintain_usage_partitions", 86400)
 SWITCHYARD_BEAT["gateway-purge-content"] = ("apps.gateway.tasks.purge_stored_content", 3600)
+# Requests of one server process that may be in a Redis-heavy step (auth, admission, settling) at once.
+SWITCHYARD_REDIS_PHASE_LIMIT = env_int("SWITCHYARD_REDIS_PHASE_LIMIT", 128)
 
 # --- sla: rollups, compliance and burn-rate alerts, reports ----------------------------------------
 # plotly.js is served from the installed plotly package (never a CDN, never a committed copy), as
@@ -477,8 +481,8 @@ BILLING_INVOICE_PREFIX = env_str("SWITCHYARD_INVOICE_PREFIX", "SY")
 SWITCHYARD_BEAT["billing-check-budgets"] = ("apps.billing.tasks.check_budgets", 60)
 # Invoices: hourly, the last closed month is invoiced for every tenant not invoiced yet (idempotent).
 SWITCHYARD_BEAT["billing-monthly-invoices"] = ("apps.billing.tasks.monthly_invoices", 3600)
-# Requests of one server process that may be in a Redis-heavy step (auth, admission, settling) at once.
-SWITCHYARD_REDIS_PHASE_LIMIT = env_int("SWITCHYARD_REDIS_PHASE_LIMIT", 128)
+# Daily usage rollups (what allocation, chargeback and budgets read): finished days since the last run.
+SWITCHYARD_BEAT["billing-rollup-usage"] = ("apps.billing.tasks.rollup_usage", 300)
 
 # --- regions HA: active health checks, failover/failback, redirect hooks, single beat, tracing -----
 # Active probes: every this many seconds (beat), each with this timeout; a deployment counts as down
@@ -507,3 +511,18 @@ OTEL_EXPORTER_OTLP_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_ENDPOINT")
 OTEL_SERVICE_NAME = env_str("OTEL_SERVICE_NAME", "switchyard")
 SWITCHYARD_BEAT["regions-health-checks"] = ("apps.regions.tasks.run_health_checks", SWITCHYARD_HEALTH_CHECK_SECONDS)
 SWITCHYARD_BEAT["regions-prune-health-history"] = ("apps.regions.tasks.prune_health_history", 86400)
+
+# --- Beat schedule: built last, from every app's SWITCHYARD_BEAT entries above ---------------
+CELERY_BEAT_SCHEDULE = beat_schedule(SWITCHYARD_BEAT)
+
+# --- integrations: API gateway config exports (Kong, Apigee, AWS API Gateway, Prometheus) ------------
+# Where the outer gateway forwards traffic (default SWITCHYARD_SITE_URL), where it sends request logs,
+# and the JWKS URL the edge verifies tenants' JWTs against (default <upstream>/.well-known/jwks.json).
+SWITCHYARD_EXPORT_UPSTREAM_URL = env_str("SWITCHYARD_EXPORT_UPSTREAM_URL")
+SWITCHYARD_EXPORT_LOG_ENDPOINT = env_str("SWITCHYARD_EXPORT_LOG_ENDPOINT", "http://127.0.0.1:9880/gateway-logs")
+SWITCHYARD_EXPORT_JWKS_URL = env_str("SWITCHYARD_EXPORT_JWKS_URL")
+# Passive health by error rate (apps/regions/error_rate.py): at least MIN_REQUESTS calls in the window, of
+# which this share failed, start the cool-down even without consecutive failures.
+SWITCHYARD_HEALTH_ERROR_RATE = float(env_str("SWITCHYARD_HEALTH_ERROR_RATE", "0.5") or "0.5")
+SWITCHYARD_HEALTH_ERROR_RATE_MIN_REQUESTS = env_int("SWITCHYARD_HEALTH_ERROR_RATE_MIN_REQUESTS", 20)
+SWITCHYARD_HEALTH_ERROR_RATE_WINDOW_SECONDS = env_int("SWITCHYARD_HEALTH_ERROR_RATE_WINDOW_SECONDS", 30)

@@ -910,7 +910,8 @@ def demo_processes(host: str, port: int, layout: Layout) -> list[tuple[str, list
     return [
         ("web", [uvicorn, "console.asgi:application", "--host", host, "--port", str(port), "--workers", "2"]),
         ("worker", [celery, "-A", "console", "worker", "-l", "info", "--concurrency", "2"]),
-        ("beat", [celery, "-A", "console", "beat", "-l", "info", "--schedule", schedule]),
+        ("beat", [celery, "-A", "console", "beat", "-l", "info", "-S", "apps.core.beat.LeaderScheduler",
+                  "--schedule", schedule]),
         *simulators,
     ]
 

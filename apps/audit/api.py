@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from django.http import Http404
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import action
@@ -19,7 +22,7 @@ from . import signing
 from .exports import compliance_download, export_response
 from .forms import CompliancePeriodForm, EventFilterForm
 from .models import AuditEvent
-from .selectors import PLATFORM, compliance_report, details_of, page_of, search_events
+from .selectors import PLATFORM, compliance_report, details_of, search_events, search_page
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
@@ -52,13 +55,14 @@ class NoCountPagination(BasePagination):
     page_size = 50
     max_page_size = 500
 
-    def paginate(self, request, events):
+    def paginate(self, request, fetch):
+        """`fetch(page=, size=)` returns (rows, has_next)."""
         try:
             self.page = max(1, int(request.query_params.get("page", 1)))
             self.size = min(self.max_page_size, max(1, int(request.query_params.get("page_size", self.page_size))))
         except ValueError:
             raise ValidationError({"page": ["Must be a positive integer."]}) from None
-        rows, self.has_next = page_of(events, page=self.page, size=self.size)
+        rows, self.has_next = fetch(page=self.page, size=self.size)
         self.request = request
         return rows
 
@@ -123,8 +127,8 @@ class AuditEventViewSet(ScopedViewSet):
 
     @extend_schema(parameters=[*FILTER_PARAMETERS, OpenApiParameter("page", int), OpenApiParameter("page_size", int)])
     def list(self, request):
-        events = search_events(request.user, _filters(request))
-        page = self.paginator.paginate(request, events)
+        filters = _filters(request)
+        page = self.paginator.paginate(request, partial(search_page, request.user, filters))
         return self.paginator.get_paginated_response(self.get_serializer(page, many=True).data)
 
     def retrieve(self, request, pk=None):
@@ -158,7 +162,7 @@ class ComplianceReportView(APIView):
     @extend_schema(parameters=[
         OpenApiParameter("tenant", str, required=True), OpenApiParameter("since", str), OpenApiParameter("until", str),
         OpenApiParameter("as", str, enum=["csv", "json"], description="Download instead of the JSON body."),
-    ])
+    ], responses=OpenApiTypes.OBJECT)
     def get(self, request):
         tenant = request.query_params.get("tenant")
         if not tenant:
@@ -188,6 +192,7 @@ class ComplianceReportView(APIView):
 class SigningKeyView(APIView):
     """The Ed25519 public key that verifies audit checkpoints."""
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request):
         return Response({
             "algorithm": "Ed25519", "key_id": signing.current_key_id(), "public_key": signing.public_key_b64(),

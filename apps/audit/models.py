@@ -80,6 +80,10 @@ class AuditEvent(models.Model):
             models.Index(fields=["tenant_id", "action", "-occurred_at"], name="audit_event_tenant_action"),
             models.Index(fields=["user_id", "-occurred_at"], name="audit_event_user_time"),
             models.Index(fields=["-occurred_at"], name="audit_event_time"),
+            # Failures and denials are few and what an auditor looks for first.
+            models.Index(
+                fields=["tenant_id", "-occurred_at"], condition=~models.Q(result="success"), name="audit_event_tenant_failed"
+            ),
             GinIndex(fields=["search"], name="audit_event_search"),
         ]
 

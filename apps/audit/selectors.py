@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.postgres.search import SearchQuery
-from django.db.models import Count, Q
+from django.db.models import BooleanField, Count, Q
+from django.db.models.expressions import RawSQL
+from django.utils import timezone
 
 from apps.core.roles import tenant_ids_for, user_can
 
@@ -51,14 +53,18 @@ def _user_ids(value: str) -> list[int]:
     return list(get_user_model().objects.filter(email__iexact=value).values_list("pk", flat=True))
 
 
-def search_events(user, filters: EventFilters):
-    """The user's auditable events matching the filters, newest first."""
+def search_events(user, filters: EventFilters, *, text_index: bool = True):
+    """The user's auditable events matching the filters, newest first. `text_index=False` states the
+    full-text match so the text index cannot serve it: within a short recent window, walking the
+    time index is far cheaper than the text index's bitmap of a common word over all time."""
     events = events_for(user)
     if filters.tenant:
         events = events.filter(tenant_id__isnull=True) if filters.tenant == PLATFORM else events.filter(tenant_id=filters.tenant)
     if filters.user:
+        # A known user is matched by id alone (an OR with the label would defeat the index);
+        # an identifier no user has (a failed sign-in of an unknown email) by the actor label.
         ids = _user_ids(filters.user)
-        events = events.filter(Q(user_id__in=ids) | Q(actor_label__iexact=filters.user.strip())) if ids else events.filter(actor_label__iexact=filters.user.strip())
+        events = events.filter(user_id__in=ids) if ids else events.filter(actor_label__iexact=filters.user.strip())
     if filters.action:
         action = filters.action.strip()
         if action.endswith(("*", ".")):
@@ -76,8 +82,13 @@ def search_events(user, filters: EventFilters):
         events = events.filter(occurred_at__gte=filters.since)
     if filters.until:
         events = events.filter(occurred_at__lt=filters.until)
-    if filters.q:
+    if filters.q and text_index:
         events = events.filter(search=SearchQuery(filters.q, config="simple", search_type="plain"))
+    elif filters.q:
+        events = events.filter(RawSQL(
+            "(audit_event.search || ''::tsvector) @@ plainto_tsquery('simple'::regconfig, %s)", (filters.q,),
+            output_field=BooleanField(),
+        ))
     return events.order_by("-occurred_at", "-id")
 
 
@@ -86,6 +97,27 @@ def page_of(events, *, page: int, size: int) -> tuple[list[AuditEvent], bool]:
     offset = (page - 1) * size
     rows = list(events.defer("search")[offset:offset + size + 1])
     return rows[:size], len(rows) > size
+
+
+# Full-text pages look in recent windows first: a common word fills a page from the last day
+# (walking the time index), while a rare one falls through to the text index over all time.
+FULLTEXT_WINDOWS = (timedelta(days=1), timedelta(days=7))
+
+
+def search_page(user, filters: EventFilters, *, page: int, size: int) -> tuple[list[AuditEvent], bool]:
+    """A page of search_events(). Newest first, so a window that holds the whole page (and one
+    more) gives exactly the rows the unbounded query would."""
+    if filters.q:
+        recent = search_events(user, filters, text_index=False)
+        now = timezone.now()
+        for window in FULLTEXT_WINDOWS:
+            since = now - window
+            if filters.since and filters.since >= since:
+                break
+            rows, has_next = page_of(recent.filter(occurred_at__gte=since), page=page, size=size)
+            if has_next:
+                return rows, has_next
+    return page_of(search_events(user, filters), page=page, size=size)
 
 
 def may_read_details(user, event: AuditEvent) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
+import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -61,6 +63,15 @@ def _clean_ip(value) -> str:
         return ""
 
 
+def new_event_id() -> uuid.UUID:
+    """A UUIDv7 (RFC 9562): random enough to be unguessable, time-ordered so each insert lands at
+    the right edge of the primary-key index instead of a random page of a huge one."""
+    millis = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (millis & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 62 & 0xFFF) << 64 | 0b10 << 62 | rand & ((1 << 62) - 1)
+    return uuid.UUID(int=value)
+
+
 def _text(value, limit: int) -> str:
     """A column value: a string without NUL (Postgres text cannot hold it), cut to the column size."""
     return str(value or "").replace("\x00", "")[:limit]
@@ -113,7 +124,7 @@ def build_event(
         request_id = request_id or getattr(request, "request_id", "") or ""
         if actor is None and getattr(getattr(request, "user", None), "is_authenticated", False):
             actor_type, actor_id, actor_label, user_id = _actor_fields(request.user)
-    event_id = event_id or uuid.uuid4()
+    event_id = event_id or new_event_id()
     row = {
         "id": event_id,
         "tenant_id": tenant,

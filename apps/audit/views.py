@@ -21,8 +21,8 @@ from .selectors import (
     compliance_report,
     details_of,
     events_for,
-    page_of,
     search_events,
+    search_page,
 )
 
 PAGE_SIZE = 50
@@ -74,7 +74,7 @@ def search(request):
             page = max(1, int(request.GET.get("page", 1)))
         except ValueError:
             page = 1
-        events, has_next = page_of(search_events(request.user, filters), page=page, size=PAGE_SIZE)
+        events, has_next = search_page(request.user, filters, page=page, size=PAGE_SIZE)
     query = {k: v for k, v in request.GET.items() if k != "page" and v}
     context = {
         "form": form, "events": events, "page": page, "has_next": has_next,

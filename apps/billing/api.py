@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
@@ -108,6 +110,7 @@ class AllocationView(APIView):
     """GET: a tenant's cost by department, project, user, model and API key for `?period=YYYY-MM`
     (default this month) or `?start=&end=` dates; `?format=csv` for the CSV export. Tenant admins."""
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, tenant_pk):
         tenant = get_tenant_or_404(request.user, tenant_pk, "billing")
         start, end = _range(request)
@@ -132,6 +135,7 @@ class ChargebackView(AllocationView):
     """GET: the chargeback report: total, by department and project, top 10 users, the period's
     SLA credits and the net due (same rounding as the invoice)."""
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, tenant_pk):
         tenant = get_tenant_or_404(request.user, tenant_pk, "billing")
         start, end = _range(request)

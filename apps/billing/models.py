@@ -200,3 +200,44 @@ class InvoiceLine(models.Model):
     def delete(self, *args, **kwargs):
         raise ImmutableError("Lines of an issued invoice cannot be deleted.")
 
+
+
+class UsageRollup(models.Model):
+    """Usage per tenant, UTC day and attribution (currency, model, department, project, user, API
+    key): what allocation and chargeback read instead of the raw log. Sums are exact (costs keep
+    their 8 places). Rebuilt per day from the usage records by services.rollup_usage, so a rerun
+    (or a late record) simply replaces the day's rows."""
+
+    tenant_id = models.CharField(max_length=63)
+    day = models.DateField()
+    currency = models.CharField(max_length=3, blank=True, default="")
+    model = models.CharField(max_length=100)
+    department_id = models.BigIntegerField(null=True)
+    project_id = models.BigIntegerField(null=True)
+    user_id = models.BigIntegerField(null=True)
+    api_key_id = models.UUIDField(null=True)
+    requests = models.BigIntegerField(default=0, help_text="Priced requests.")
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=24, decimal_places=8, default=Decimal("0"))
+    unpriced_requests = models.BigIntegerField(default=0)
+
+    objects = TenantScopedQuerySet.as_manager()
+    tenant_field = "tenant_id"
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant_id", "day"]), models.Index(fields=["day"])]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.day} {self.model}: {self.cost}"
+
+
+class RollupState(models.Model):
+    """How far the daily rollups are final: every day before `complete_until` is rolled up;
+    readers take later usage from the raw records."""
+
+    name = models.CharField(max_length=20, primary_key=True, default="usage")
+    complete_until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} until {self.complete_until:%Y-%m-%d}"

@@ -9,8 +9,9 @@ Costs are summed at full precision (8 places); rounding to cents happens once, p
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection
@@ -19,6 +20,8 @@ from apps.gateway.models import ModelPrice
 
 from .models import Budget, BudgetAlert, Invoice
 from .money import ZERO, to_cents
+
+logger = logging.getLogger(__name__)
 
 DIMENSIONS = ("department", "project", "user", "model", "api_key")
 UNATTRIBUTED = "Unattributed"
@@ -81,12 +84,63 @@ class Allocation:
         }
 
 
+_SOURCE_COLUMNS = ("currency, model, department_id, project_id, user_id, api_key_id, requests, prompt_tokens, "
+                   "completion_tokens, cost, unpriced_requests")
+_RAW_SELECT = (
+    "SELECT currency, model, department_id, project_id, user_id, api_key_id, "
+    "CASE WHEN cost IS NULL THEN 0 ELSE 1 END AS requests, "
+    "CASE WHEN cost IS NULL THEN 0 ELSE prompt_tokens END AS prompt_tokens, "
+    "CASE WHEN cost IS NULL THEN 0 ELSE completion_tokens END AS completion_tokens, coalesce(cost, 0) AS cost, "
+    "CASE WHEN unpriced THEN 1 ELSE 0 END AS unpriced_requests "
+    "FROM gateway_usagerecord WHERE tenant_id = %s AND created_at >= %s AND created_at < %s AND (cost IS NOT NULL OR unpriced)"
+)
+
+
+def _day_floor(moment: datetime) -> datetime:
+    moment = moment.astimezone(UTC)
+    return datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
+
+
+def _day_ceil(moment: datetime) -> datetime:
+    floor = _day_floor(moment)
+    return floor if floor == moment else floor + timedelta(days=1)
+
+
+def rollup_watermark() -> datetime:
+    from .models import RollupState
+
+    state = RollupState.objects.filter(pk="usage").first()
+    return state.complete_until if state else datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def usage_source(*, tenant_id: str, start: datetime, end: datetime, watermark: datetime | None = None):
+    """SQL (and params) yielding a tenant's usage over [start, end) as rows of _SOURCE_COLUMNS:
+    whole days before the rollup watermark from the daily rollups, the rest (today, partial days)
+    from the raw records, each bounded on created_at so partitions prune."""
+    watermark = rollup_watermark() if watermark is None else watermark
+    lo, hi = _day_ceil(start), min(_day_floor(end), _day_floor(watermark))
+    parts, params = [], []
+    if lo < hi:
+        parts.append(f"SELECT {_SOURCE_COLUMNS} FROM billing_usagerollup "  # noqa: S608 - constants only
+                     "WHERE tenant_id = %s AND day >= %s AND day < %s")
+        params += [tenant_id, lo.date(), hi.date()]
+        raw_ranges = [(start, lo), (hi, end)]
+    else:
+        raw_ranges = [(start, end)]
+    for a, b in raw_ranges:
+        if a < b:
+            parts.append(_RAW_SELECT)
+            params += [tenant_id, a, b]
+    if not parts:
+        parts.append(f"SELECT {_SOURCE_COLUMNS} FROM billing_usagerollup WHERE false")  # noqa: S608 - constants only
+    return " UNION ALL ".join(parts), params
+
+
 _ALLOCATION_SQL = """
 SELECT currency, GROUPING(department_id), GROUPING(project_id), GROUPING(user_id), GROUPING(model),
        GROUPING(api_key_id), department_id, project_id, user_id, model, api_key_id,
-       count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0), sum(cost)
-FROM gateway_usagerecord
-WHERE tenant_id = %s AND created_at >= %s AND created_at < %s AND cost IS NOT NULL
+       sum(requests), sum(prompt_tokens), sum(completion_tokens), sum(cost), sum(unpriced_requests)
+FROM ({source}) AS src
 GROUP BY GROUPING SETS ((currency), (currency, department_id), (currency, project_id), (currency, user_id),
                         (currency, model), (currency, api_key_id))
 """
@@ -96,14 +150,12 @@ def allocation(*, tenant_id: str, start: datetime, end: datetime, currency: str 
     """Cost of a tenant's priced usage over [start, end), by department, project, user, model and
     API key. Usage without a department (project, user, key) is one row labelled Unattributed.
     `currency` None picks the currency with the largest spend (others are listed)."""
+    source, params = usage_source(tenant_id=tenant_id, start=start, end=end)
     with connection.cursor() as cursor:
-        cursor.execute(_ALLOCATION_SQL, [tenant_id, start, end])
+        cursor.execute(_ALLOCATION_SQL.format(source=source), params)
         rows = cursor.fetchall()
-        cursor.execute(
-            "SELECT count(*) FROM gateway_usagerecord WHERE tenant_id = %s AND created_at >= %s "
-            "AND created_at < %s AND unpriced", [tenant_id, start, end])
-        unpriced = cursor.fetchone()[0]
-    totals = {r[0]: r for r in rows if all(r[1:6])}
+    unpriced = sum(int(r[15]) for r in rows if all(r[1:6]))
+    totals = {r[0]: r for r in rows if all(r[1:6]) and r[0] and r[11]}
     if currency is None:
         currency = max(totals, key=lambda c: totals[c][14]) if totals else "USD"
     result = Allocation(tenant_id=tenant_id, start=start, end=end, currency=currency, unpriced_requests=unpriced,
@@ -112,14 +164,14 @@ def allocation(*, tenant_id: str, start: datetime, end: datetime, currency: str 
     if total is None:
         return result
     result.requests, result.prompt_tokens, result.completion_tokens, result.cost = (
-        total[11], total[12], total[13], total[14])
+        int(total[11]), int(total[12]), int(total[13]), total[14])
     raw: dict[str, list[tuple]] = {d: [] for d in DIMENSIONS}
     for r in rows:
-        if r[0] != currency:
+        if r[0] != currency or not r[11]:
             continue
         for index, dim in enumerate(DIMENSIONS):
             if r[1 + index] == 0:
-                raw[dim].append((r[6 + index], r[11], r[12], r[13], r[14]))
+                raw[dim].append((r[6 + index], int(r[11]), int(r[12]), int(r[13]), r[14]))
     labels = _labels(tenant_id, raw)
     for dim, entries in raw.items():
         out = []
@@ -171,21 +223,38 @@ class UsageLine:
 
 def usage_lines(*, tenant_id: str, start: datetime, end: datetime) -> list[UsageLine]:
     """The period's priced usage grouped by currency, model and department (the invoice's lines)."""
+    source, params = usage_source(tenant_id=tenant_id, start=start, end=end)
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT currency, model, department_id, count(*), coalesce(sum(prompt_tokens), 0), "
-            "coalesce(sum(completion_tokens), 0), sum(cost) FROM gateway_usagerecord "
-            "WHERE tenant_id = %s AND created_at >= %s AND created_at < %s AND cost IS NOT NULL "
-            "GROUP BY currency, model, department_id ORDER BY currency, model, department_id NULLS LAST",
-            [tenant_id, start, end])
-        return [UsageLine(*row) for row in cursor.fetchall()]
+            f"SELECT currency, model, department_id, sum(requests), sum(prompt_tokens), sum(completion_tokens), "  # noqa: S608
+            f"sum(cost) FROM ({source}) AS src WHERE requests > 0 GROUP BY currency, model, department_id "
+            f"ORDER BY currency, model, department_id NULLS LAST", params)
+        return [UsageLine(c, m, d, int(n), int(p), int(o), cost) for c, m, d, n, p, o, cost in cursor.fetchall()]
 
 
 def unpriced_count(*, tenant_id: str, start: datetime, end: datetime) -> int:
+    source, params = usage_source(tenant_id=tenant_id, start=start, end=end)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM gateway_usagerecord WHERE tenant_id = %s AND created_at >= %s "
-                       "AND created_at < %s AND unpriced", [tenant_id, start, end])
-        return cursor.fetchone()[0]
+        cursor.execute(f"SELECT coalesce(sum(unpriced_requests), 0) FROM ({source}) AS src", params)  # noqa: S608
+        return int(cursor.fetchone()[0])
+
+
+def month_lines_from_rollups(*, start: datetime, end: datetime) -> dict[str, tuple[list[UsageLine], int]]:
+    """Every tenant's invoice lines and unpriced count for whole days [start, end), from the
+    rollups in one statement (the invoice run refreshes them first)."""
+    out: dict[str, tuple[list[UsageLine], int]] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT tenant_id, currency, model, department_id, sum(requests), sum(prompt_tokens), "
+            "sum(completion_tokens), sum(cost), sum(unpriced_requests) FROM billing_usagerollup "
+            "WHERE day >= %s AND day < %s GROUP BY tenant_id, currency, model, department_id "
+            "ORDER BY tenant_id, currency, model, department_id NULLS LAST", [start.date(), end.date()])
+        for tenant_id, c, m, d, n, p, o, cost, unpriced in cursor.fetchall():
+            lines, count = out.get(tenant_id, ([], 0))
+            if n:
+                lines.append(UsageLine(c, m, d, int(n), int(p), int(o), cost))
+            out[tenant_id] = (lines, count + int(unpriced))
+    return out
 
 
 def chargeback(*, tenant_id: str, start: datetime, end: datetime, currency: str | None = None,
@@ -196,17 +265,24 @@ def chargeback(*, tenant_id: str, start: datetime, end: datetime, currency: str 
     alloc = allocation(tenant_id=tenant_id, start=start, end=end, currency=currency)
     lines = [line for line in usage_lines(tenant_id=tenant_id, start=start, end=end) if line.currency == alloc.currency]
     subtotal = sum((line.amount for line in lines), ZERO)
-    credits = []
+    credits, credits_unavailable = [], False
     if with_credits:
         from apps.sla.services import credits_for_period
 
-        for credit in credits_for_period(tenant_id=tenant_id, start=start, end=end):
+        try:
+            earned = credits_for_period(tenant_id=tenant_id, start=start, end=end)
+        except Exception:
+            # The report still shows the charges; it says the credits could not be computed.
+            logger.exception("SLA credits unavailable for a chargeback report", extra={"tenant": tenant_id})
+            earned, credits_unavailable = [], True
+        for credit in earned:
             amount = to_cents(subtotal * credit.credit_percent / Decimal(100))
             credits.append({"percent": credit.credit_percent, "amount": amount, "metric": credit.metric,
                             "expected": credit.expected, "actual": credit.actual, "policy": str(credit.policy_id)})
     credit_total = sum((c["amount"] for c in credits), ZERO)
     return {"allocation": alloc, "lines": lines, "subtotal": subtotal, "credits": credits,
-            "credit_total": credit_total, "net_due": subtotal - credit_total, "top_users": alloc.top_users(10)}
+            "credit_total": credit_total, "net_due": subtotal - credit_total, "top_users": alloc.top_users(10),
+            "credits_unavailable": credits_unavailable}
 
 
 def chargeback_as_dict(report: dict) -> dict:
@@ -219,7 +295,7 @@ def chargeback_as_dict(report: dict) -> dict:
         "top_users": [r.as_dict() for r in report["top_users"]],
         "sla_credits": [{k: str(v) for k, v in c.items()} for c in report["credits"]],
         "credit_total": str(report["credit_total"]), "net_due": str(report["net_due"]),
-        "unpriced_requests": alloc.unpriced_requests,
+        "unpriced_requests": alloc.unpriced_requests, "sla_credits_unavailable": report["credits_unavailable"],
     }
 
 

@@ -141,16 +141,67 @@ def delete_budget(*, actor, budget: Budget, request=None) -> None:
 def budget_spend(*, budget: Budget, now: datetime | None = None) -> Decimal:
     """What the budget's scope has spent in its current period (priced usage, full precision)."""
     start, end = budget_period_bounds(budget.period, now or datetime.now(UTC))
-    column = {"tenant": None, "department": "department_id", "project": "project_id"}[budget.scope]
-    sql = ("SELECT coalesce(sum(cost), 0) FROM gateway_usagerecord WHERE tenant_id = %s AND created_at >= %s "
-           "AND created_at < %s AND cost IS NOT NULL AND currency = %s")
-    params = [budget.tenant_id, start, end, budget.currency]
-    if column:
-        sql += f" AND {column} = %s"
+    source, params = selectors.usage_source(tenant_id=str(budget.tenant_id), start=start, end=end)
+    sql = f"SELECT coalesce(sum(cost), 0) FROM ({source}) AS src WHERE requests > 0 AND currency = %s"  # noqa: S608
+    params.append(budget.currency)
+    if budget.scope in (BudgetScope.DEPARTMENT, BudgetScope.PROJECT):
+        sql += f" AND {budget.scope}_id = %s"
         params.append(int(budget.scope_id))
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()[0]
+
+
+# --- daily usage rollups ---------------------------------------------------------------------
+
+_ROLLUP_INSERT = """
+INSERT INTO billing_usagerollup (tenant_id, day, currency, model, department_id, project_id, user_id, api_key_id,
+                                 requests, prompt_tokens, completion_tokens, cost, unpriced_requests)
+SELECT tenant_id, (created_at AT TIME ZONE 'UTC')::date, currency, model, department_id, project_id, user_id,
+       api_key_id, count(cost), coalesce(sum(prompt_tokens) FILTER (WHERE cost IS NOT NULL), 0),
+       coalesce(sum(completion_tokens) FILTER (WHERE cost IS NOT NULL), 0), coalesce(sum(cost), 0),
+       count(*) FILTER (WHERE unpriced)
+FROM gateway_usagerecord
+WHERE created_at >= %s AND created_at < %s AND (cost IS NOT NULL OR unpriced) {tenant_filter}
+GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+ORDER BY 1, 2
+"""
+
+
+def rollup_usage(*, start: datetime, end: datetime, tenant_id: str | None = None) -> int:
+    """Rebuild the daily rollups of whole UTC days [start, end) (of one tenant, or all) from the
+    usage records, in one transaction; a rerun replaces the same rows. Returns rows written.
+    Rows are written in (tenant, day) order so one tenant's month sits on few pages."""
+    lo, hi = start.date(), end.date()
+    tenant_filter = "AND tenant_id = %s" if tenant_id else ""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext('billing:rollup'))")
+        cursor.execute("DELETE FROM billing_usagerollup WHERE day >= %s AND day < %s " + tenant_filter,  # noqa: S608
+                       [lo, hi] + ([tenant_id] if tenant_id else []))
+        cursor.execute(_ROLLUP_INSERT.format(tenant_filter=tenant_filter),
+                       [datetime(lo.year, lo.month, lo.day, tzinfo=UTC), datetime(hi.year, hi.month, hi.day, tzinfo=UTC)]
+                       + ([tenant_id] if tenant_id else []))
+        return cursor.rowcount
+
+
+def rollup_recent(*, now: datetime | None = None) -> dict:
+    """Every few minutes: roll up every finished day since the watermark (and yesterday again, for
+    records that land late), then move the watermark to the start of today. Today stays raw."""
+    from apps.gateway import partitions
+
+    from .models import RollupState
+
+    now = now or datetime.now(UTC)
+    today = datetime(now.year, now.month, now.day, tzinfo=UTC)
+    state = RollupState.objects.filter(pk="usage").first()
+    if state is None:
+        existing = partitions.existing_partitions()
+        start = existing[0][1] if existing else today - timedelta(days=1)
+    else:
+        start = min(state.complete_until, today) - timedelta(days=1)
+    rows = rollup_usage(start=start, end=today)
+    RollupState.objects.update_or_create(pk="usage", defaults={"complete_until": today})
+    return {"from": start.isoformat(), "until": today.isoformat(), "rows": rows}
 
 
 # Raises the period's spend counter to at least the recorded spend (never lowers it: the counter
@@ -245,10 +296,11 @@ def _actor_label(actor) -> str:
 
 
 def issue_invoices(*, tenant_id: str, period_start: datetime, actor=None, request=None,
-                   now: datetime | None = None) -> list[Invoice]:
+                   now: datetime | None = None, precomputed: tuple | None = None) -> list[Invoice]:
     """Close a month for a tenant: one invoice per currency it used, with lines by model and
     department, the period's SLA credits and totals. Idempotent per (tenant, period, currency):
-    an invoice already issued is returned as it is. Returns the period's invoices."""
+    an invoice already issued is returned as it is. Returns the period's invoices.
+    `precomputed` (lines, unpriced count) comes from the all-tenant run's single pass."""
     now = now or datetime.now(UTC)
     start = month_start(period_start)
     end = add_months(start, 1)
@@ -261,14 +313,25 @@ def issue_invoices(*, tenant_id: str, period_start: datetime, actor=None, reques
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"billing:{tenant_id}:{start:%Y%m}"])
         existing = {i.currency: i for i in Invoice.objects.filter(tenant_id=tenant_id, period_start=start,
                                                                   kind=InvoiceKind.INVOICE)}
-        lines = selectors.usage_lines(tenant_id=tenant_id, start=start, end=end)
+        if precomputed is None:
+            # The month's rollups are brought up to date from the records first (see _refresh_from).
+            rollup_usage(start=_refresh_from(start, end), end=end, tenant_id=tenant_id)
+            lines = selectors.usage_lines(tenant_id=tenant_id, start=start, end=end)
+            unpriced = selectors.unpriced_count(tenant_id=tenant_id, start=start, end=end)
+        else:
+            lines, unpriced = precomputed
         currencies = sorted({line.currency for line in lines} - set(existing))
         if not currencies:
             return list(existing.values())
-        unpriced = selectors.unpriced_count(tenant_id=tenant_id, start=start, end=end)
         from apps.sla.services import credits_for_period
 
-        credits = credits_for_period(tenant_id=tenant_id, start=start, end=end)
+        try:
+            credits = credits_for_period(tenant_id=tenant_id, start=start, end=end)
+        except Exception:
+            # Never issue an invoice without its credits: refuse now, the next run retries.
+            logger.exception("SLA credits unavailable; invoice not issued", extra={"tenant": tenant_id})
+            raise ValidationError({"period": "The period's SLA credits cannot be computed right now; "
+                                             "the invoice was not issued. Try again later."}) from None
         names = _department_names(tenant_id)
         issued = []
         for currency in currencies:
@@ -302,6 +365,17 @@ def issue_invoices(*, tenant_id: str, period_start: datetime, actor=None, reques
         return list(existing.values()) + issued
 
 
+def _refresh_from(start: datetime, end: datetime) -> datetime:
+    """Where an invoice must rebuild the month's rollups from: days before the watermark are rolled
+    up already (the periodic run re-reads the last of them for records that land late), so only the
+    day before the watermark onwards is read again; with no watermark in the month, all of it.
+    reconcile_billing checks the result against the raw records independently."""
+    watermark = selectors.rollup_watermark()
+    if watermark <= start:
+        return start
+    return max(start, min(watermark, end) - timedelta(days=1))
+
+
 def _department_names(tenant_id: str) -> dict[int, str]:
     from apps.tenants.models import Department
 
@@ -316,11 +390,23 @@ def run_monthly_invoices(*, period_start: datetime | None = None, now: datetime 
 
     now = now or datetime.now(UTC)
     start = month_start(period_start) if period_start else add_months(month_start(now - grace), -1)
+    end = add_months(start, 1)
     counts = {"period": period_label(start), "tenants": 0, "invoices": 0, "failed": []}
-    for tenant_id in Tenant.objects.order_by("pk").values_list("pk", flat=True):
-        counts["tenants"] += 1
+    tenant_ids = list(Tenant.objects.order_by("pk").values_list("pk", flat=True))
+    done = set(Invoice.objects.filter(period_start=start, kind=InvoiceKind.INVOICE)
+               .values_list("tenant_id", flat=True).distinct())
+    counts["tenants"] = len(tenant_ids)
+    counts["invoices"] = Invoice.objects.filter(period_start=start, kind=InvoiceKind.INVOICE).count()
+    todo = [t for t in tenant_ids if t not in done]
+    if not todo or end > now:
+        return counts
+    # Bring every tenant's rollups of the month up to date in one pass; lines are then read per tenant.
+    rollup_usage(start=_refresh_from(start, end), end=end)
+    lines = selectors.month_lines_from_rollups(start=start, end=end)
+    for tenant_id in todo:
         try:
-            counts["invoices"] += len(issue_invoices(tenant_id=tenant_id, period_start=start, now=now))
+            counts["invoices"] += len(issue_invoices(tenant_id=tenant_id, period_start=start, now=now,
+                                                     precomputed=lines.get(tenant_id, ([], 0))))
         except Exception:
             # One tenant's failure must not stop the others; the next run retries it.
             logger.exception("invoice run failed for a tenant", extra={"tenant": tenant_id})

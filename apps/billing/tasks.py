@@ -24,3 +24,8 @@ def monthly_invoices() -> dict:
 @shared_task(name="apps.billing.tasks.issue_tenant_invoice")
 def issue_tenant_invoice(tenant_id: str, period: str) -> list[str]:
     return [i.number for i in services.issue_invoices(tenant_id=tenant_id, period_start=parse_period(period))]
+
+
+@shared_task(name="apps.billing.tasks.rollup_usage")
+def rollup_usage() -> dict:
+    return services.rollup_recent()

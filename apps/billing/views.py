@@ -3,6 +3,7 @@ Plotly charts, CSV), budgets, invoices and credit notes."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 from django.contrib import messages
@@ -128,7 +129,7 @@ def tenant(request, tenant_id):
         "tenant": tenant, "tab": "billing", "report": report, "alloc": alloc, "start": start, "end": end,
         "period": request.GET.get("period") or (period_label(start) if start.day == 1 and add_months(start, 1) == end
                                                 else ""),
-        "months": months, "figures_json": figures.to_json(figures.allocation_figures(alloc)),
+        "months": months, "figures": json.loads(figures.to_json(figures.allocation_figures(alloc))),
         "dimensions": [("department", "Department"), ("project", "Project"), ("user", "User"), ("model", "Model"),
                        ("api_key", "API key")],
         "can_manage": user_can(request.user, tenant.pk, "manage"), "sub": "costs",

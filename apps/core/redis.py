@@ -36,9 +36,12 @@ def get_async_redis() -> aioredis.Redis:
     loop_id = id(asyncio.get_running_loop())
     client = _async_clients.get(loop_id)
     if client is None:
-        client = aioredis.Redis.from_url(
-            settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=2, max_connections=512
+        # A blocking pool makes a burst of commands wait for a free connection instead of
+        # failing once the pool is full (1,000 requests in flight share it).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=2, max_connections=128, timeout=5
         )
+        client = aioredis.Redis(connection_pool=pool)
         _async_clients[loop_id] = client
     return client
 

@@ -134,3 +134,9 @@ async def _send_simple(send, status: int, body: dict, request_id: str | None = N
         headers.append((b"x-request-id", request_id.encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": orjson.dumps(body), "more_body": False})
+
+
+# OpenTelemetry: a server span per request; the traceparent forwarded upstream names it (apps/core/tracing.py).
+from apps.core.tracing import TraceContextMiddleware  # noqa: E402
+
+application = TraceContextMiddleware(application)

@@ -8,6 +8,7 @@ process; tenant changes delete the tenant's entry.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from importlib.util import find_spec
 
 import orjson
 from asgiref.sync import sync_to_async
+from redis.exceptions import RedisError
 
 from apps.core.redis import get_async_redis, get_redis, key
 
@@ -155,6 +157,29 @@ def _tenant_from(raw: bytes) -> TenantContext:
 
 # --- the hot path ----------------------------------------------------------------------------
 
+_redis_down_until = 0.0
+BREAKER_SECONDS = 1.0
+
+
+def redis_down() -> bool:
+    """True for a second after a Redis failure, so an outage costs no connect timeout per request."""
+    return time.monotonic() < _redis_down_until
+
+
+def trip_breaker() -> None:
+    global _redis_down_until
+    _redis_down_until = time.monotonic() + BREAKER_SECONDS
+
+
+class _Down(RedisError):
+    pass
+
+
+def _check_breaker() -> None:
+    if redis_down():
+        raise _Down("redis marked down")
+
+
 async def lookup_key(secret: str, tenant_hint: str | None = None) -> tuple[KeySnapshot | None, TenantContext | None]:
     """The key's snapshot (None if unknown or revoked) and, in the same round trip, the
     snapshot of `tenant_hint` or of the key's own tenant when it is cached."""
@@ -165,18 +190,27 @@ async def lookup_key(secret: str, tenant_hint: str | None = None) -> tuple[KeySn
     redis = get_async_redis()
     ck = key_cache_key(hashed)
     raw_key, raw_tenant = None, None
-    if tenant_hint:
-        raw_key, raw_tenant = await redis.mget(ck, tenant_cache_key(tenant_hint))
-    else:
-        raw_key = await redis.get(ck)
+    try:
+        _check_breaker()
+        if tenant_hint:
+            raw_key, raw_tenant = await redis.mget(ck, tenant_cache_key(tenant_hint))
+        else:
+            raw_key = await redis.get(ck)
+    except RedisError as exc:
+        if not isinstance(exc, _Down):
+            trip_breaker()
+        # Redis is down: Postgres is the source of truth (slower, but a revoked key stays refused
+        # and a tenant in the degraded mode keeps working; admission decides the rest).
+        snapshot = await _single_flight(("key", hashed), load_key_snapshot, hashed)
+        return snapshot, None
     if raw_key == TOMBSTONE:
         return None, None
     if raw_key is None:
-        snapshot = await sync_to_async(load_key_snapshot, thread_sensitive=False)(hashed)
+        snapshot = await _single_flight(("key", hashed), load_key_snapshot, hashed)
         if snapshot is None:
-            await redis.set(ck, TOMBSTONE, ex=NEGATIVE_CACHE_SECONDS, nx=True)
+            await _fill(ck, TOMBSTONE, NEGATIVE_CACHE_SECONDS)
             return None, None
-        await redis.set(ck, _dump(snapshot), ex=KEY_CACHE_SECONDS, nx=True)
+        await _fill(ck, _dump(snapshot), KEY_CACHE_SECONDS)
     else:
         snapshot = _key_from(raw_key)
     if snapshot.tenant_id and len(_KEY_TENANT) < 100_000:
@@ -188,17 +222,47 @@ async def lookup_key(secret: str, tenant_hint: str | None = None) -> tuple[KeySn
 async def get_tenant_context(tenant_id: str) -> TenantContext | None:
     redis = get_async_redis()
     ck = tenant_cache_key(tenant_id)
-    raw = await redis.get(ck)
+    try:
+        _check_breaker()
+        raw = await redis.get(ck)
+    except RedisError as exc:
+        if not isinstance(exc, _Down):
+            trip_breaker()
+        return await _single_flight(("tenant", tenant_id), load_tenant_context, tenant_id)
     if raw == TOMBSTONE:
         return None
     if raw is not None:
         return _tenant_from(raw)
-    context = await sync_to_async(load_tenant_context, thread_sensitive=False)(tenant_id)
+    context = await _single_flight(("tenant", tenant_id), load_tenant_context, tenant_id)
     if context is None:
-        await redis.set(ck, TOMBSTONE, ex=NEGATIVE_CACHE_SECONDS, nx=True)
+        await _fill(ck, TOMBSTONE, NEGATIVE_CACHE_SECONDS)
         return None
-    await redis.set(ck, _dump(context), ex=TENANT_CACHE_SECONDS, nx=True)
+    await _fill(ck, _dump(context), TENANT_CACHE_SECONDS)
     return context
+
+
+_in_flight: dict[tuple, asyncio.Future] = {}
+
+
+async def _single_flight(name: tuple, loader, *args):
+    """One Postgres load per name at a time in this process: a burst of requests for a key that
+    is not cached yet waits for the same query instead of queueing a thousand of them."""
+    future = _in_flight.get(name)
+    if future is None or future.get_loop() is not asyncio.get_running_loop():
+        future = asyncio.ensure_future(sync_to_async(loader, thread_sensitive=False)(*args))
+        _in_flight[name] = future
+        future.add_done_callback(lambda _: _in_flight.pop(name, None))
+    return await asyncio.shield(future)
+
+
+async def _fill(cache_key: str, value: bytes, seconds: int) -> None:
+    """SET NX: never replaces a revocation tombstone written meanwhile. A failure only costs a miss."""
+    if redis_down():
+        return
+    try:
+        await get_async_redis().set(cache_key, value, ex=seconds, nx=True)
+    except RedisError:
+        trip_breaker()
 
 
 async def authenticate_token(token: str):

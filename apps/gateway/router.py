@@ -26,7 +26,7 @@ from django.conf import settings
 from django.dispatch import receiver
 
 from apps.keys.errors import DecryptionError
-from apps.regions import failover, health
+from apps.regions import error_rate, failover, health
 from apps.regions.selectors import arouting_version, routable_deployments
 from apps.regions.signals import routing_changed
 
@@ -381,6 +381,10 @@ async def _note_failure(snapshot: DeploymentSnapshot, exc: ProviderError) -> Non
         extra={"deployment": snapshot.id, "region": snapshot.region_id, "kind": exc.kind, "status": exc.status},
     )
     started = await health.arecord_failure(snapshot.id)
+    if not started and error_rate.note_failure(snapshot.id):
+        # Not three in a row, but a large share of recent calls failed: cool down all the same.
+        await error_rate.astart_cooldown(snapshot.id)
+        started = True
     _note_locally(snapshot.id, cooling=True if started else None, streak=not started)
 
 
@@ -407,6 +411,7 @@ async def complete_with_fallback(tenant, request: ChatRequest) -> tuple[ChatResu
             await _note_failure(snapshot, exc)
             continue
         attempts.append(_succeeded(snapshot, started))
+        error_rate.note_success(snapshot.id)
         if state.get(snapshot.id, (False, False))[1]:
             await _reset_streak(snapshot.id)
         return result, snapshot, attempts
@@ -493,5 +498,6 @@ async def stream_with_fallback(tenant, request: ChatRequest) -> tuple[Deployment
             await deltas.aclose()
             raise
         attempts.append(_succeeded(snapshot, started))
+        error_rate.note_success(snapshot.id)
         return snapshot, DeltaStream(first, deltas, snapshot, attempts, state.get(snapshot.id, (False, False))[1])
     raise _exhausted(request.model, attempts)

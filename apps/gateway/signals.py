@@ -57,7 +57,7 @@ def _key_changed(sender, instance, **kwargs):
 
 @receiver([post_save, post_delete], sender=ModelPrice)
 def _price_changed(sender, instance, **kwargs):
-    transaction.on_commit(pricing.forget_prices)
+    transaction.on_commit(pricing.price_book_changed)
 
 
 @receiver(demo_seeded)

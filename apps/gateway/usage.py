@@ -73,14 +73,65 @@ def _default(value):
 
 async def enqueue(record: dict) -> None:
     """Queue one record; if Redis cannot take it, store it in Postgres before returning."""
+    from .context import redis_down, trip_breaker
+
     payload = encode(record)
     try:
-        await get_async_redis().rpush(queue_key(), payload)
+        if redis_down():
+            raise ConnectionError("redis marked down")
+        await _pusher().push(payload)
     except Exception as exc:  # Redis down: the record must not be lost
+        trip_breaker()
         logger.warning("usage queue unavailable, writing directly", extra={"error": exc.__class__.__name__})
         await sync_to_async(write_records, thread_sensitive=False)([orjson.loads(payload)])
         return
     ensure_writer()
+
+
+class _GroupPush:
+    """Group commit onto the queue: a request waits until its record is in Redis (so a process
+    that dies after answering loses nothing), but records that arrive while a push is in flight
+    go together in the next RPUSH, so under load the queue costs one round trip per batch."""
+
+    def __init__(self):
+        self.pending: list[tuple[bytes, asyncio.Future]] = []
+        self.flushing = False
+
+    async def push(self, payload: bytes) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self.pending.append((payload, future))
+        if not self.flushing:
+            self.flushing = True
+            asyncio.ensure_future(self._flush())
+        await asyncio.shield(future)
+
+    async def _flush(self) -> None:
+        try:
+            while self.pending:
+                batch, self.pending = self.pending, []
+                try:
+                    await get_async_redis().rpush(queue_key(), *(payload for payload, _ in batch))
+                except Exception as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                else:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_result(None)
+        finally:
+            self.flushing = False
+
+
+_pushers: dict[int, _GroupPush] = {}
+
+
+def _pusher() -> _GroupPush:
+    loop_id = id(asyncio.get_running_loop())
+    pusher = _pushers.get(loop_id)
+    if pusher is None:
+        pusher = _pushers[loop_id] = _GroupPush()
+    return pusher
 
 
 # --- writing --------------------------------------------------------------------------------
@@ -179,8 +230,11 @@ def write_records(records: list[dict]) -> int:
             with transaction.atomic():
                 inserted = _insert(rows)
                 new = [r for r in records if r["request_id"] in inserted]
-                if new:
-                    record_events_bulk([_audit_event(r) for r in new])
+                # Quota refusals are audited once per tenant and minute by apps.gateway.violations,
+                # so a tenant hammering past its limit cannot flood the audit log (or its writer).
+                audited = [r for r in new if r.get("status") != "rate_limited"]
+                if audited:
+                    record_events_bulk([_audit_event(r) for r in audited])
                 _touch_keys(new)
             return len(new)
         except DatabaseError as exc:
@@ -255,7 +309,10 @@ _writers: dict[int, asyncio.Task] = {}
 
 
 def ensure_writer() -> None:
-    """Start this event loop's drainer task if it is not running."""
+    """Start this event loop's drainer task if it is not running (unless a separate
+    `manage.py drain_usage --follow` process does the draining)."""
+    if not getattr(settings, "SWITCHYARD_USAGE_DRAIN_IN_SERVER", True):
+        return
     loop = asyncio.get_running_loop()
     task = _writers.get(id(loop))
     if task is None or task.done():

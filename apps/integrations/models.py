@@ -1,1 +1,1 @@
-"""Models of this app."""
+"""The integrations app keeps no rows: every export is built from the tenants when asked for."""

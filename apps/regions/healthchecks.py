@@ -5,8 +5,9 @@ concurrently (asyncio, one event loop in one task), keeps the latest result per 
 console and the failover evaluation read it) and adds it to a per-minute rollup row in Postgres (history).
 After SWITCHYARD_HEALTH_PROBE_FAILURES failed probes in a row a deployment is put in the passive-health
 cool-down (apps/regions/health.py), which the router already skips; a good probe ends a cool-down the probes
-started. Nothing piles up: the whole run holds a Redis lock, each probe holds one for its deployment, every
-probe is bounded by a timeout, and the beat entry expires before the next tick.
+started, and a probe that sees a failing deployment recover ends any cool-down. Nothing piles up: the whole run
+holds a Redis lock, each probe holds one for its deployment, every probe is bounded by a timeout, and the beat
+entry expires before the next tick.
 """
 
 from __future__ import annotations
@@ -197,7 +198,12 @@ def _record(probes: list[Probe], now: float) -> None:
         failures = previous[2 * index + 1]
         if not p.ok and int(failures or 0) + 1 >= settings.SWITCHYARD_HEALTH_PROBE_FAILURES:
             health.hold_cooldown(p.deployment_id, seconds=cooldown, source="probe")
+        elif p.ok and int(failures or 0) > 0:
+            # Seen to recover: whatever cool-down the outage started (by probes or by live traffic) ends now.
+            health.end_cooldown(p.deployment_id)
         elif p.ok:
+            # Probes were fine all along: a cool-down live traffic started stands (the upstream may answer its
+            # health endpoint and still fail real calls); only one the probes started ends.
             health.end_probe_cooldown(p.deployment_id)
     _rollup(probes, now)
 
@@ -209,7 +215,8 @@ def _rollup(probes: list[Probe], now: float) -> None:
     rows = [(str(uuid.UUID(p.deployment_id)), minute, 1, 0 if p.ok else 1, p.latency_ms, p.latency_ms) for p in probes]
     table = HealthCheckRollup._meta.db_table
     deployments = Deployment._meta.db_table
-    # One statement for the whole run; a deployment deleted meanwhile is skipped, not an error.
+    # One statement for the whole run; a deployment deleted meanwhile is skipped, not an error. The table names
+    # come from model metadata, never from input.
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.executemany(
             f"""INSERT INTO {table} (deployment_id, minute, checks, failures, latency_ms_sum, latency_ms_max)
@@ -218,7 +225,7 @@ def _rollup(probes: list[Probe], now: float) -> None:
                   checks = {table}.checks + EXCLUDED.checks,
                   failures = {table}.failures + EXCLUDED.failures,
                   latency_ms_sum = {table}.latency_ms_sum + EXCLUDED.latency_ms_sum,
-                  latency_ms_max = GREATEST({table}.latency_ms_max, EXCLUDED.latency_ms_max)""",
+                  latency_ms_max = GREATEST({table}.latency_ms_max, EXCLUDED.latency_ms_max)""",  # noqa: S608
             [(*row, row[0]) for row in rows],
         )
 

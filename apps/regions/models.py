@@ -144,6 +144,9 @@ class HealthCheckRollup(models.Model):
         ]
         indexes = [models.Index(fields=["minute"])]
 
+    def __str__(self) -> str:
+        return f"{self.deployment_id} at {self.minute:%Y-%m-%d %H:%M}: {self.failures}/{self.checks} failed"
+
     @property
     def latency_ms_avg(self) -> float:
         return round(self.latency_ms_sum / self.checks, 2) if self.checks else 0.0

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import status_views, views
 
 app_name = "regions"
 
@@ -15,4 +15,9 @@ urlpatterns = [
     path("deployments/<uuid:pk>/toggle/", views.deployment_toggle, name="deployment-toggle"),
     path("deployments/<uuid:pk>/end-cooldown/", views.deployment_end_cooldown, name="deployment-end-cooldown"),
     path("tenants/<slug:tenant_id>/", views.tenant_deployments, name="tenant-deployments"),
+    # High availability: status page, failover policies and the failover timeline (status_views.py).
+    path("status/", status_views.status, name="status"),
+    path("status/policies/", status_views.policy_save, name="failover-policy-save"),
+    path("status/policies/<str:model>/delete/", status_views.policy_delete, name="failover-policy-delete"),
+    path("status/events/", status_views.events, name="failover-events"),
 ]

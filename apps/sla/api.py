@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
@@ -58,7 +58,7 @@ class SlaPolicySerializer(serializers.ModelSerializer):
         return tiers
 
     def validate(self, attrs):
-        tenant = attrs.get("tenant", getattr(self.instance, "tenant", None))
+        tenant = attrs.get("tenant", getattr(self.instance, "tenant", None) or self.context.get("tenant"))
         tier = attrs.get("tier", getattr(self.instance, "tier", ""))
         if tenant is None and not tier:
             raise serializers.ValidationError({"tier": "A default policy (no tenant) must name its tier."})
@@ -67,10 +67,10 @@ class SlaPolicySerializer(serializers.ModelSerializer):
         return attrs
 
 
-class SlaPolicyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
-                       mixins.UpdateModelMixin, mixins.DestroyModelMixin, ScopedViewSet):
-    """SLA policies. Tenant users read their tenant's own policy; platform admins read and write all,
-    including the tier defaults. Creating a policy for a tenant that has one replaces its targets."""
+class SlaPolicyViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, ScopedViewSet):
+    """SLA policies. Tenant users list their tenant's own policy; platform admins list all, including
+    the tier defaults, and POST creates or replaces one (a tenant's, or with tenant null a tier's
+    default). A single tenant's policy is read, replaced and removed at /tenants/{id}/sla/policy/."""
 
     serializer_class = SlaPolicySerializer
     queryset = SlaPolicy.objects.all()
@@ -79,7 +79,7 @@ class SlaPolicyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
         return selectors.policies_for(self.request.user)
 
     def get_permissions(self):
-        if self.action in ("list", "retrieve"):
+        if self.action == "list":
             return [IsAuthenticated()]
         return [PlatformAdminOnly()]
 
@@ -89,15 +89,44 @@ class SlaPolicyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
         serializer.instance = _service_call(services.save_policy, actor=self.request.user, tenant=tenant, tier=tier,
                                             request=self.request, **data)
 
-    def perform_update(self, serializer):
+
+class TenantPolicyViewSet(TenantChildViewSet):
+    """The policy in force for one tenant: GET shows it (its own, else its tier's default, named in
+    `source`); PUT replaces the tenant's own policy and DELETE removes it (platform admins only:
+    a tenant admin must not be able to grant their own tenant credits)."""
+
+    serializer_class = SlaPolicySerializer
+    queryset = SlaPolicy.objects.all()
+    action_permissions = {"list": "view_dashboards", "update": "view_dashboards", "destroy": "view_dashboards"}
+    pagination_class = None
+
+    def _platform_admin_only(self):
+        if not self.request.user.is_platform_admin:
+            raise PermissionDenied("Only platform admins change SLA policies.")
+
+    def list(self, request, *args, **kwargs):
+        policy = services.policy_for(self.tenant)
+        data = dict(self.get_serializer(policy).data)
+        data["source"] = "tenant" if policy.tenant_id == self.tenant.pk else "tier default"
+        return Response(data)
+
+    def update(self, request, *args, **kwargs):
+        self._platform_admin_only()
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
         data.pop("tenant", None)
-        tier = data.pop("tier", serializer.instance.tier)
-        serializer.instance = _service_call(services.save_policy, actor=self.request.user,
-                                            tenant=serializer.instance.tenant, tier=tier, request=self.request, **data)
+        data.pop("tier", None)
+        policy = _service_call(services.save_policy, actor=request.user, tenant=self.tenant, request=request, **data)
+        return Response(self.get_serializer(policy).data)
 
-    def perform_destroy(self, instance):
-        _service_call(services.delete_policy, actor=self.request.user, policy=instance, request=self.request)
+    def destroy(self, request, *args, **kwargs):
+        self._platform_admin_only()
+        own = SlaPolicy.objects.filter(tenant=self.tenant).first()
+        if own is None:
+            raise NotFound("This tenant follows its tier's default policy.")
+        _service_call(services.delete_policy, actor=request.user, policy=own, request=request)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class ComplianceViewSet(TenantChildViewSet):

@@ -10,6 +10,8 @@ router.register("sla/policies", api.SlaPolicyViewSet, basename="sla-policy")
 
 urlpatterns = [
     *router.urls,
+    path("tenants/<slug:tenant_pk>/sla/policy/",
+         api.TenantPolicyViewSet.as_view({"get": "list", "put": "update", "delete": "destroy"}), name="sla-tenant-policy"),
     path("tenants/<slug:tenant_pk>/sla/", api.ComplianceViewSet.as_view({"get": "list"}), name="sla-compliance"),
     path("tenants/<slug:tenant_pk>/sla/violations/", api.ViolationViewSet.as_view({"get": "list"}),
          name="sla-violation-list"),

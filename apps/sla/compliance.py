@@ -27,6 +27,7 @@ from .models import MeasurementWindow, SlaPolicy
 from .rollups import floor_hour, floor_minute
 
 POINTS = (50, 95, 99)
+UNBOUNDED_BURN = 1e6
 COUNTERS = ["requests", "successes", "client_errors", "rate_limited", "upstream_errors", "gateway_errors",
             "cancelled", "prompt_tokens", "completion_tokens", "cost", "latency_sum_ms"]
 
@@ -89,7 +90,7 @@ def _segments(start: datetime, end: datetime) -> list[tuple[str, str, datetime, 
     first_hour, last_hour = ceil_hour(start), floor_hour(end)
     if first_hour >= last_hour:
         return [("sla_minuterollup", "minute", start, end)] if start < end else []
-    out = [("sla_hourrollup", "hour", first_hour, last_hour)]
+    out = [("sla_tenanthourrollup", "hour", first_hour, last_hour)]
     if start < first_hour:
         out.append(("sla_minuterollup", "minute", start, first_hour))
     if last_hour < end:
@@ -128,10 +129,10 @@ class TenantRollups:
         hour_ranges, minute_ranges = [], []
         for start in starts:
             for table, _, lo, hi in _segments(start, self.end):
-                (hour_ranges if table == "sla_hourrollup" else minute_ranges).append((lo, hi))
+                (hour_ranges if table == "sla_tenanthourrollup" else minute_ranges).append((lo, hi))
         if hour_ranges:
             lo, hi = min(r[0] for r in hour_ranges), max(r[1] for r in hour_ranges)
-            self.hour_rows = self._fetch("sla_hourrollup", "hour", [(lo, hi)])
+            self.hour_rows = self._fetch("sla_tenanthourrollup", "hour", [(lo, hi)])
         if minute_ranges:
             self.minute_rows = self._fetch("sla_minuterollup", "minute", sorted(set(minute_ranges)))
 
@@ -139,32 +140,43 @@ class TenantRollups:
         # An OR of ranges returns each row once even when two ranges overlap.
         condition = " OR ".join(f"({column} >= %s AND {column} < %s)" for _ in ranges)
         params: list = [self.tenant_id] + [value for pair in ranges for value in pair]
+        # Tenant-hour rows carry their percentiles' buckets; minute rows get NULLs there.
+        picked = "ARRAY[p50_bucket, p95_bucket, p99_bucket]" if table == "sla_tenanthourrollup" else "NULL"
+        # Times as epoch seconds: parsing a thousand timestamptz values cost more than the rest of the read.
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT {column}, {', '.join(COUNTERS)}, hist_buckets, hist_counts FROM {table} "  # noqa: S608
-                           f"WHERE tenant_id = %s AND ({condition})", params)
-            return [(row[0], row[1:-2], row[-2], row[-1]) for row in cursor.fetchall()]
+            cursor.execute(f"SELECT extract(epoch FROM {column})::bigint, {', '.join(COUNTERS)}, hist_buckets, "  # noqa: S608
+                           f"hist_counts, {picked} FROM {table} WHERE tenant_id = %s AND ({condition})", params)
+            return [(row[0], row[1:-3], row[-3], row[-2], row[-1]) for row in cursor.fetchall()]
 
     def rows_for(self, start: datetime):
-        start = floor_minute(start)
-        first, last = ceil_hour(start), floor_hour(self.end)
+        start_dt = floor_minute(start)
+        first_dt, last_dt = ceil_hour(start_dt), floor_hour(self.end)
+        start, first, last, end = (int(m.timestamp()) for m in (start_dt, first_dt, last_dt, self.end))
         if first >= last:
-            yield from (r for r in self.minute_rows if start <= r[0] < self.end)
+            yield from (r for r in self.minute_rows if start <= r[0] < end)
             return
         yield from (r for r in self.hour_rows if first <= r[0] < last)
-        yield from (r for r in self.minute_rows if start <= r[0] < first or last <= r[0] < self.end)
+        yield from (r for r in self.minute_rows if start <= r[0] < first or last <= r[0] < end)
 
     def totals(self, start: datetime, *, with_percentiles: bool = True) -> Totals:
         return _sum_rows(self.rows_for(start), with_percentiles)
 
     def hourly(self, start: datetime) -> list[dict]:
         """One point per hour from `start` that had traffic: counters, rates and percentiles."""
-        by_hour: dict[datetime, list] = {}
+        by_hour: dict[int, list] = {}
         for row in self.rows_for(start):
-            # Rows come back from Postgres in UTC already: truncating is enough.
-            by_hour.setdefault(row[0].replace(minute=0, second=0, microsecond=0), []).append(row)
+            by_hour.setdefault(row[0] - row[0] % 3600, []).append(row)
         series = []
-        for hour in sorted(by_hour):
-            t = _sum_rows(by_hour[hour], True)
+        for epoch in sorted(by_hour):
+            rows = by_hour[epoch]
+            hour = datetime.fromtimestamp(epoch, UTC)
+            if len(rows) == 1 and rows[0][4] is not None:
+                # A whole hour: its percentiles were picked when it was rolled up.
+                t = _sum_rows(rows, False)
+                t.percentiles = {p: None if b is None else histogram.bucket_value(b)
+                                 for p, b in zip(POINTS, rows[0][4], strict=True)}
+            else:
+                t = _sum_rows(rows, True)
             series.append({"hour": hour, "requests": t.requests, "failures": t.failures, **t.metrics()})
         return series
 
@@ -254,7 +266,9 @@ def burn_rate(failures: int, counted: int, availability_target) -> float:
     allowed = 1 - float(availability_target) / 100
     ratio = failures / counted
     if allowed <= 0:
-        return float("inf") if failures else 0.0
+        # A 100 % target has no budget: any failure burns without bound. A large finite number,
+        # because the evaluation is stored as JSON, which has no infinity.
+        return UNBOUNDED_BURN if failures else 0.0
     return ratio / allowed
 
 

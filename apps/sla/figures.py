@@ -11,6 +11,8 @@ from __future__ import annotations
 import orjson
 import plotly.graph_objects as go
 
+HOUR_MS = 3_600_000  # bar width on a date axis is in milliseconds: one hour, less a gap
+BAR_WIDTH = int(HOUR_MS * 0.8)
 COLORS = {"p50": "#2f6fdf", "p95": "#e0912f", "p99": "#c0392b", "target": "#888888"}
 
 
@@ -49,7 +51,7 @@ def _target_trace(hours: list[str], value, name: str):
 
 def latency_figure(series: list[dict], targets: dict, x_range=None) -> dict:
     hours = _hours(series)
-    traces = [(go.Scatter(mode="lines+markers", name=point, line={"color": COLORS[point]}, marker={"size": 3}),
+    traces = [(go.Scatter(mode="lines+markers", name=point, line={"color": COLORS[point]}, marker={"size": 5}),
                {"x": hours, "y": _round([p[f"latency_{point}"] for p in series], 1)}) for point in ("p50", "p95", "p99")]
     target = _target_trace(hours, targets.get("latency_p99"), "p99 target")
     return _figure(traces + ([target] if target else []), _layout("Latency per hour", "ms", x_range))
@@ -58,9 +60,9 @@ def latency_figure(series: list[dict], targets: dict, x_range=None) -> dict:
 def availability_figure(series: list[dict], targets: dict, x_range=None) -> dict:
     hours = _hours(series)
     traces = [
-        (go.Scatter(name="availability %", mode="lines+markers", marker={"size": 3}, line={"color": "#1e8e3e"}),
+        (go.Scatter(name="availability %", mode="lines+markers", marker={"size": 5}, line={"color": "#1e8e3e"}),
          {"x": hours, "y": _round([p["availability"] for p in series])}),
-        (go.Bar(name="error rate %", yaxis="y2", marker={"color": "#c0392b"}, opacity=0.5),
+        (go.Bar(name="error rate %", yaxis="y2", marker={"color": "#c0392b"}, opacity=0.5, width=BAR_WIDTH),
          {"x": hours, "y": _round([p["error_rate"] for p in series])}),
     ]
     target = _target_trace(hours, targets.get("availability"), "availability target")
@@ -76,8 +78,8 @@ def traffic_figure(series: list[dict], x_range=None) -> dict:
     layout = _layout("Requests per hour", "requests", x_range)
     layout["barmode"] = "stack"
     return _figure([
-        (go.Bar(name="other", marker={"color": "#2f6fdf"}), {"x": hours, "y": [p["requests"] - p["failures"] for p in series]}),
-        (go.Bar(name="server-side failures", marker={"color": "#c0392b"}), {"x": hours, "y": [p["failures"] for p in series]}),
+        (go.Bar(name="other", marker={"color": "#2f6fdf"}, width=BAR_WIDTH), {"x": hours, "y": [p["requests"] - p["failures"] for p in series]}),
+        (go.Bar(name="server-side failures", marker={"color": "#c0392b"}, width=BAR_WIDTH), {"x": hours, "y": [p["failures"] for p in series]}),
     ], layout)
 
 

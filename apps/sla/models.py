@@ -129,14 +129,11 @@ class SlaPolicy(TimestampedModel):
         }
 
 
-class RollupBase(models.Model):
-    """Counters of one tenant, model and deployment over one bucket of time. The latency
-    histogram is sparse: hist_buckets[i] is a log bucket index (see apps.sla.histogram) holding
-    hist_counts[i] successful requests."""
+class RollupCounters(models.Model):
+    """Counters over one bucket of time. The latency histogram is sparse: hist_buckets[i] is a log
+    bucket index (see apps.sla.histogram) holding hist_counts[i] successful requests."""
 
     tenant_id = models.CharField(max_length=63)
-    model = models.CharField(max_length=100)
-    deployment_id = models.CharField(max_length=36, blank=True, default="")
     requests = models.IntegerField(default=0)
     successes = models.IntegerField(default=0)
     client_errors = models.IntegerField(default=0)
@@ -154,6 +151,16 @@ class RollupBase(models.Model):
 
     objects = TenantScopedQuerySet.as_manager()
     tenant_field = "tenant_id"
+
+    class Meta:
+        abstract = True
+
+
+class RollupBase(RollupCounters):
+    """Counters of one tenant, model and deployment."""
+
+    model = models.CharField(max_length=100)
+    deployment_id = models.CharField(max_length=36, blank=True, default="")
 
     class Meta:
         abstract = True
@@ -183,6 +190,22 @@ class HourRollup(RollupBase):
 
     def __str__(self) -> str:
         return f"{self.tenant_id} {self.model} {self.hour:%Y-%m-%d %H:00}"
+
+
+class TenantHourRollup(RollupCounters):
+    """One tenant's hour over every model and deployment, with its percentiles already picked (as
+    histogram bucket indexes): the hourly trend of a dashboard reads one row per hour."""
+
+    hour = models.DateTimeField(help_text="Start of the UTC hour.")
+    p50_bucket = models.SmallIntegerField(null=True, blank=True)
+    p95_bucket = models.SmallIntegerField(null=True, blank=True)
+    p99_bucket = models.SmallIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant_id", "hour"], name="one_tenant_hour_rollup")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.hour:%Y-%m-%d %H:00}"
 
 
 class SlaStatus(models.Model):

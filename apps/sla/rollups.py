@@ -3,7 +3,9 @@
 Records reach the usage table through a Redis queue, so one can land a few seconds (or, after an
 outage, minutes) after its request. Each run therefore recomputes whole minutes over the last
 `lookback` minutes from the raw rows and replaces the stored values (ON CONFLICT DO UPDATE), then
-recomputes the hours those minutes fall in from the minute rows. Running twice never counts twice.
+recomputes the hours those minutes fall in from the minute rows: per (tenant, model, deployment)
+and per tenant (with the hour's p50/p95/p99 picked, for dashboards' hourly trends). Running twice
+never counts twice.
 
 Status classes: success; client_error and rate_limited (the caller's doing); upstream_error and
 error (server-side failures, which count against availability); cancelled (the client left).
@@ -95,6 +97,40 @@ ON CONFLICT (tenant_id, model, deployment_id, hour) DO UPDATE SET
 """  # noqa: S608
 
 
+_TENANT_HOUR_SQL = f"""
+WITH h AS (
+    SELECT * FROM sla_hourrollup WHERE tenant_id = ANY(%(tenants)s) AND hour >= %(start)s AND hour < %(end)s
+),
+u AS (
+    SELECT h.tenant_id, h.hour, x.bucket, sum(x.n)::int AS n
+    FROM h, unnest(h.hist_buckets, h.hist_counts) AS x(bucket, n) GROUP BY 1, 2, 3
+),
+c AS (
+    SELECT tenant_id, hour, bucket, n, sum(n) OVER (PARTITION BY tenant_id, hour ORDER BY bucket) AS cum,
+           sum(n) OVER (PARTITION BY tenant_id, hour) AS total
+    FROM u
+),
+hist AS (
+    SELECT tenant_id, hour, array_agg(bucket ORDER BY bucket) AS buckets, array_agg(n ORDER BY bucket) AS counts,
+           {", ".join(f"min(bucket) FILTER (WHERE cum >= GREATEST(1, ceil({p} / 100.0 * total))) AS p{p}"
+                      for p in (50, 95, 99))}
+    FROM c GROUP BY 1, 2
+),
+agg AS (
+    SELECT tenant_id, hour, {", ".join(f"sum({c}) AS {c}" for c in _COUNTERS)} FROM h GROUP BY 1, 2
+)
+INSERT INTO sla_tenanthourrollup (tenant_id, hour, {", ".join(_COUNTERS)}, hist_buckets, hist_counts,
+                                  p50_bucket, p95_bucket, p99_bucket)
+SELECT agg.tenant_id, agg.hour, {", ".join("agg." + c for c in _COUNTERS)},
+       COALESCE(hist.buckets, '{{}}'), COALESCE(hist.counts, '{{}}'), hist.p50, hist.p95, hist.p99
+FROM agg LEFT JOIN hist USING (tenant_id, hour)
+ON CONFLICT (tenant_id, hour) DO UPDATE SET
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in _COUNTERS)},
+    hist_buckets = EXCLUDED.hist_buckets, hist_counts = EXCLUDED.hist_counts,
+    p50_bucket = EXCLUDED.p50_bucket, p95_bucket = EXCLUDED.p95_bucket, p99_bucket = EXCLUDED.p99_bucket
+"""  # noqa: S608
+
+
 def floor_minute(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(second=0, microsecond=0)
 
@@ -105,7 +141,7 @@ def floor_hour(moment: datetime) -> datetime:
 
 def rollup_range(*, start: datetime, end: datetime, tenant_ids: list[str] | None = None) -> dict:
     """Recompute the minute rollups of [start, end) (widened to whole minutes) and the hour
-    rollups of the hours they touch. Returns the number of minute and hour rows written."""
+    rollups (per key, then per tenant) of the hours they touch. Returns the number of minute and hour rows written."""
     start = floor_minute(start)
     end = floor_minute(end) + (timedelta(minutes=1) if end != floor_minute(end) else timedelta(0))
     hour_start, hour_end = floor_hour(start), floor_hour(end - timedelta(microseconds=1)) + timedelta(hours=1)
@@ -117,6 +153,7 @@ def rollup_range(*, start: datetime, end: datetime, tenant_ids: list[str] | None
         minutes = cursor.rowcount
         cursor.execute(_HOUR_SQL, {"tenants": list(raw_tenants), "start": hour_start, "end": hour_end})
         hours = cursor.rowcount
+        cursor.execute(_TENANT_HOUR_SQL, {"tenants": list(raw_tenants), "start": hour_start, "end": hour_end})
     return {"minutes": minutes, "hours": hours, "start": start.isoformat(), "end": end.isoformat()}
 
 
@@ -128,9 +165,10 @@ def rollup_recent(*, now: datetime | None = None, lookback_minutes: int = 10) ->
 
 def prune(*, now: datetime | None = None, minute_days: int = 35, hour_days: int = 800) -> dict:
     """Drop minute rows older than `minute_days` (hours keep the history) and hour rows past `hour_days`."""
-    from .models import HourRollup, MinuteRollup
+    from .models import HourRollup, MinuteRollup, TenantHourRollup
 
     now = now or datetime.now(UTC)
     minutes, _ = MinuteRollup.objects.filter(minute__lt=now - timedelta(days=minute_days)).delete()
     hours, _ = HourRollup.objects.filter(hour__lt=now - timedelta(days=hour_days)).delete()
+    TenantHourRollup.objects.filter(hour__lt=now - timedelta(days=hour_days)).delete()
     return {"minutes": minutes, "hours": hours}

@@ -15,10 +15,6 @@ def fleet_statuses(user):
             .order_by("compliant", "budget_remaining", "-open_violations", "tenant_id"))
 
 
-def open_violations(user, tenant):
-    return SlaViolation.objects.restrict(user, "view_dashboards").filter(tenant=tenant, resolved_at__isnull=True)
-
-
 def recent_violations(user, tenant, limit: int = 50):
     return SlaViolation.objects.restrict(user, "view_dashboards").filter(tenant=tenant)[:limit]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -13,6 +14,8 @@ from apps.tenants.models import Tenant, TenantStatus, Tier
 
 from . import alerts, compliance
 from .models import SlaCredit, SlaPolicy, SlaReport, SlaStatus, SlaViolation
+
+logger = logging.getLogger(__name__)
 
 # Each tier's default policy, created on first use; platform admins may edit them afterwards.
 TIER_DEFAULTS: dict[str, dict] = {
@@ -157,7 +160,13 @@ def evaluate_all(*, now: datetime | None = None) -> dict:
     counts = compliance.failure_counts(tenant_ids=[t.pk for t in tenants], now=now, windows=alerts.windows())
     out = {"tenants": 0, "non_compliant": 0, "alerts": 0}
     for tenant in tenants:
-        result = evaluate_tenant(tenant=tenant, now=now, counts=counts[tenant.pk])
+        try:
+            result = evaluate_tenant(tenant=tenant, now=now, counts=counts[tenant.pk])
+        except Exception:
+            # One tenant's failure must not stop every other tenant's alerts; the next minute retries.
+            logger.exception("SLA evaluation failed", extra={"tenant_id": tenant.pk})
+            out["failed"] = out.get("failed", 0) + 1
+            continue
         out["tenants"] += 1
         out["non_compliant"] += 0 if result["compliant"] else 1
         out["alerts"] += len(result["alerts_sent"])

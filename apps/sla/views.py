@@ -60,7 +60,6 @@ def dashboard_context(user, tenant, range_key: str, now: datetime | None = None)
     return {
         "tenant": tenant, "policy": policy, "result": result, "stats": _stat_rows(result), "range": range_key,
         "ranges": list(RANGES), "figures_json": figures.to_json(figs),
-        "open_violations": list(selectors.open_violations(user, tenant)),
         "recent_alerts": list(selectors.alert_history(user, tenant)[:5]),
         "rule_labels": RULE_LABELS, "now": now,
     }

@@ -357,11 +357,12 @@ def test_hang_times_out_the_client_until_released(sim: SimulatorProcess) -> None
         chat(openai_client(sim, timeout=0.3))
     # The client hung up, so the simulator frees the slot and logs it as 499.
     wait_for(lambda: sim.stats()["in_flight"] == 0)
+    assert sim.stats()["hanging"] == 0
     assert [e["status"] for e in sim.requests()] == [499]
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         parked = pool.submit(chat, openai_client(sim, timeout=10))
-        wait_for(lambda: sim.stats()["in_flight"] == 1)
+        wait_for(lambda: sim.stats()["hanging"] == 1)
         time.sleep(0.1)
         assert not parked.done()
         sim.control(hang=False)
@@ -378,7 +379,7 @@ def test_latency_delays_the_answer(sim: SimulatorProcess) -> None:
 
 
 def test_concurrency_is_counted(sim: SimulatorProcess) -> None:
-    sim.control(latency_ms=300)
+    sim.control(latency_ms=800)
 
     async def burst() -> list[int]:
         async with httpx.AsyncClient(base_url=sim.url, limits=httpx.Limits(max_connections=100)) as client:
@@ -389,7 +390,7 @@ def test_concurrency_is_counted(sim: SimulatorProcess) -> None:
     started = time.monotonic()
     assert asyncio.run(burst()) == [200] * 40
     # Served concurrently, not one after another.
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 3.0
     stats = sim.stats()
     assert stats["max_in_flight"] == 40
     assert stats["in_flight"] == 0
@@ -489,6 +490,7 @@ def test_stats_count_by_status_and_reset(sim: SimulatorProcess) -> None:
     assert stats["by_status"] == {"200": 1, "404": 1}
     assert stats["in_flight"] == 0
     assert stats["max_in_flight"] == 1
+    assert stats["hanging"] == 0
     assert stats["health_checks"] == 1
     reset = sim.reset_stats()
     assert reset["total"] == 0
@@ -581,7 +583,7 @@ def test_process_options_port_and_sigterm(tmp_path: Path) -> None:
                     timeout=20,
                 )
             )
-            wait_for(lambda: sim.stats()["in_flight"] == 1)
+            wait_for(lambda: sim.stats()["hanging"] == 1)
             started = time.monotonic()
             assert sim.stop() == 0
             assert time.monotonic() - started < 5

@@ -190,3 +190,73 @@ def test_reconcile_billing_command_reports_a_late_record_as_a_mismatch(org, pric
 def test_rounding_is_half_up_once_per_line():
     assert to_cents(Decimal("0.005")) == Decimal("0.01")
     assert to_cents(Decimal("0.00499999")) == Decimal("0.00")
+
+
+def test_rollups_and_raw_records_give_the_same_allocation_to_the_last_decimal(org, priced):
+    spread_usage(org, n=200)
+    raw = selectors.allocation(tenant_id="tenant-a", start=utc(2026, 10, 1), end=utc(2026, 11, 1))
+    summary = services.rollup_recent(now=utc(2026, 10, 20, 12))  # days before Oct 20 rolled up, the rest raw
+    assert summary["until"].startswith("2026-10-20")
+    mixed = selectors.allocation(tenant_id="tenant-a", start=utc(2026, 10, 1), end=utc(2026, 11, 1))
+    assert mixed.as_dict() == raw.as_dict()
+    services.rollup_recent(now=utc(2026, 11, 2))
+    rolled = selectors.allocation(tenant_id="tenant-a", start=utc(2026, 10, 1), end=utc(2026, 11, 1))
+    assert rolled.as_dict() == raw.as_dict()
+
+
+def test_a_late_record_for_yesterday_is_picked_up_by_the_next_rollup_run(org, priced):
+    add_usage("tenant-a", created_at=utc(2026, 10, 9, 12), model="m-large")
+    services.rollup_recent(now=utc(2026, 10, 10, 0, 5))
+    add_usage("tenant-a", created_at=utc(2026, 10, 9, 23, 59, 59), model="m-large")  # lands after the run
+    before = selectors.allocation(tenant_id="tenant-a", start=utc(2026, 10, 1), end=utc(2026, 11, 1))
+    assert before.requests == 1  # the rolled-up day does not see it yet
+    services.rollup_recent(now=utc(2026, 10, 10, 0, 10))
+    after = selectors.allocation(tenant_id="tenant-a", start=utc(2026, 10, 1), end=utc(2026, 11, 1))
+    assert after.requests == 2 and after.cost == Decimal("0.05000000")
+
+
+def test_the_invoice_run_rebuilds_the_months_rollups_so_a_late_record_is_invoiced(org, priced):
+    add_usage("tenant-a", created_at=utc(2026, 10, 5), model="m-large")
+    services.rollup_recent(now=utc(2026, 11, 1, 0, 5))
+    add_usage("tenant-a", created_at=utc(2026, 10, 31, 23, 59, 59), model="m-large")
+    services.run_monthly_invoices(now=utc(2026, 11, 1, 1, 30))
+    invoice = Invoice.objects.get(tenant_id="tenant-a")
+    assert invoice.usage_cost == Decimal("0.05000000") and invoice.requests == 2
+    assert all(result.ok for result in services.reconcile(period_start=utc(2026, 10, 1)))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_invoices_issued_concurrently_get_gap_free_unique_numbers(priced):
+    import threading
+
+    from django.db import connection as conn
+
+    from tests.conftest import make_tenant
+
+    # The usage table is not flushed between transactional tests: empty it whatever happens.
+    try:
+        tenants = [make_tenant(f"conc-{i}").pk for i in range(8)]
+        for tenant_id in tenants:
+            add_usage(tenant_id, created_at=utc(2026, 10, 7), model="m-small")
+        errors = []
+
+        def issue(tenant_id):
+            try:
+                services.issue_invoices(tenant_id=tenant_id, period_start=utc(2026, 10, 1), now=utc(2026, 11, 2))
+                services.issue_invoices(tenant_id=tenant_id, period_start=utc(2026, 10, 1), now=utc(2026, 11, 2))
+            except Exception as exc:  # collected and asserted below
+                errors.append(exc)
+            finally:
+                conn.close()
+
+        threads = [threading.Thread(target=issue, args=(t,)) for t in tenants]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors
+        numbers = sorted(Invoice.objects.values_list("number", flat=True))
+        assert numbers == [f"SY-2026-{n:06d}" for n in range(1, 9)]
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("TRUNCATE gateway_usagerecord")

@@ -35,10 +35,15 @@ def admit(tenant_id, scopes, cost_units, i):
 
 
 def run(coro):
+    """Run a coroutine on a fresh loop in its own thread (a browser test elsewhere in this process
+    may have left an event loop running in this one), then forget the loop-bound Redis clients."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from apps.core.redis import reset_clients
 
     try:
-        return asyncio.run(coro)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(asyncio.run, coro).result()
     finally:
         reset_clients()
 
@@ -134,7 +139,7 @@ def test_a_budget_hard_limit_holds_under_concurrent_requests_through_the_gateway
                             json={"prompt": f"hello {i}", "model": "sim-small", "max_tokens": 50})
                 for i in range(40)))
 
-    responses = asyncio.run(burst())
+    responses = run(burst())
     codes = [r.status_code for r in responses]
     refused = [r for r in responses if r.status_code == 429]
     assert codes.count(200) >= 1 and refused, codes
@@ -167,3 +172,14 @@ def test_alerts_at_50_80_and_100_percent_are_sent_once_per_budget_and_period(per
                                                           "Budget 100% reached"]
     assert sent[-1]["severity"] == "critical" and sent[-1]["event"] == "budget.threshold"
     assert BudgetAlert.objects.filter(budget=budget).count() == 3
+
+
+@pytest.mark.django_db
+def test_the_periodic_tasks_run_as_celery_would_call_them(personas):
+    from apps.billing import tasks
+
+    services.save_budget(actor=personas.a_admin, tenant=personas.tenant_a, scope="tenant", amount=Decimal("5"),
+                         hard_limit=True)
+    assert tasks.check_budgets() == {"budgets": 1, "alerts": 0}
+    assert tasks.rollup_usage()["until"].endswith("T00:00:00+00:00")
+    assert tasks.rollup_usage()["rows"] == 0  # a rerun only replaces the same days

@@ -8,9 +8,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.conftest import add_member, make_tenant, make_user
+from tests.conftest import PASSWORD, add_member, make_tenant, make_user
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def sign_in(page, base_url: str, email: str) -> None:
+    page.goto(f"{base_url}/accounts/signin/")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
 
 
 def usage_records(tenant_id: str, count: int, *, end: datetime, failures: int = 0) -> list[dict]:
@@ -33,7 +41,6 @@ def test_the_dashboard_renders_its_charts_and_updates_when_new_requests_arrive(l
     from apps.core.roles import Role
     from apps.gateway.usage import write_records
     from apps.sla.tasks import rollup_usage
-    from tests.e2e.test_console_browser import sign_in
 
     tenant = make_tenant("globex", name="Globex")
     viewer = make_user("viewer@globex.test")
@@ -62,3 +69,17 @@ def test_the_dashboard_renders_its_charts_and_updates_when_new_requests_arrive(l
     assert page.evaluate("() => performance.getEntriesByType('navigation').length") == 1  # never reloaded
     path = screenshot("sla-dashboard")
     assert path.stat().st_size > 10_000
+
+    # The fleet view: a tenant user sees their own tenant only, with its chart.
+    from apps.sla.services import evaluate_all
+
+    other = make_tenant("initech", name="Initech")
+    write_records(usage_records(other.pk, 10, end=datetime.now(UTC)))
+    rollup_usage(lookback_minutes=30)
+    evaluate_all()
+    page.goto(f"{live_server.url}/sla/")
+    page.wait_for_function("() => document.body.dataset.slaDrawn")
+    assert page.locator("#chart-fleet .main-svg").count() >= 1
+    table = page.inner_text("#fleet-table")
+    assert "Globex" in table and "Initech" not in table
+    screenshot("sla-fleet")

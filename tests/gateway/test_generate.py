@@ -286,3 +286,23 @@ def test_content_is_stored_encrypted_only_when_the_tenant_keeps_content(live_gat
     with connection.cursor() as cursor:
         cursor.execute("SELECT prompt FROM gateway_storedcontent WHERE id = %s", [row.pk])
         assert "secret" not in cursor.fetchone()[0]
+
+
+def test_an_access_token_of_a_member_may_generate_for_that_members_tenant(live_gateway, world, personas):
+    from apps.accounts.tokens import issue_for_user
+
+    token = issue_for_user(user=personas.a_member).access_token
+    response = post(live_gateway, token, {"prompt": "by token", "model": "sim-small"})
+    assert response.status_code == 200, response.text
+    row = usage_rows(request_id=response.json()["request_id"])[0]
+    assert (row.tenant_id, row.user_id, row.api_key_id) == ("tenant-a", personas.a_member.pk, None)
+    viewer = issue_for_user(user=personas.a_viewer).access_token
+    assert_error(post(live_gateway, viewer, {"prompt": "x", "model": "sim-small"}), 400, field="tenant_id")
+    outsider = issue_for_user(user=personas.b_admin).access_token
+    assert_error(post(live_gateway, outsider, {"prompt": "x", "model": "sim-small", "tenant_id": "tenant-a"}), 403)
+
+
+def test_metrics_count_requests_by_tenant_and_model(live_gateway, world):
+    assert post(live_gateway, world.key, {"prompt": "count me", "model": "sim-small"}).status_code == 200
+    text = httpx.get(live_gateway.url + "/metrics").text
+    assert 'tenant="tenant-a"' in text and 'model="sim-small"' in text

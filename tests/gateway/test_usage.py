@@ -106,3 +106,14 @@ def test_stored_content_is_encrypted_at_rest_and_purged_after_retention(personas
                   encrypt=True)
     assert services.purge_stored_content() == {"tenant-a": 1}
     assert list(StoredContent.objects.values_list("request_id", flat=True)) == ["c-2"]
+
+
+def test_quota_refusals_get_a_usage_record_but_no_audit_event_each(personas):
+    from apps.audit.models import AuditEvent
+
+    now = datetime.now(UTC)
+    refused = [record(f"r-{i}", now, status="rate_limited", status_code=429, prompt_tokens=0, completion_tokens=0)
+               for i in range(20)]
+    assert usage.write_records(refused) == 20
+    assert UsageRecord.objects.filter(status="rate_limited").count() == 20
+    assert not AuditEvent.objects.filter(action="gateway.generate").exists()

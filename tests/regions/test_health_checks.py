@@ -94,13 +94,25 @@ def test_a_down_deployment_cools_down_after_two_failed_probes_and_a_good_probe_b
     assert HealthCheckRollup.objects.get(deployment=deployment).failures == 2
 
 
-def test_a_good_probe_never_ends_a_cool_down_that_live_traffic_started(region, sim):
+def test_a_good_probe_never_ends_a_cool_down_that_live_traffic_started_while_probes_passed(region, sim):
     deployment = deploy("passive", sim.url, region)
+    tasks.run_health_checks()
     for _ in range(django_settings.REGIONS_HEALTH_FAILURE_THRESHOLD):
         health.record_failure(deployment.pk)
     assert health.is_cooling_down(deployment.pk)
     tasks.run_health_checks()
     assert health.is_cooling_down(deployment.pk)
+
+
+def test_a_probe_that_sees_a_failing_deployment_recover_ends_the_cool_down_live_traffic_started(region, sim):
+    deployment = deploy("recovering", sim.url, region)
+    sim.control(down=True)
+    tasks.run_health_checks()
+    for _ in range(django_settings.REGIONS_HEALTH_FAILURE_THRESHOLD):
+        health.record_failure(deployment.pk)
+    sim.control(down=False)
+    tasks.run_health_checks()
+    assert not health.is_cooling_down(deployment.pk)
 
 
 def test_one_hanging_deployment_times_out_without_holding_up_the_others(region, sim, silent_server):
@@ -119,8 +131,17 @@ def test_one_hanging_deployment_times_out_without_holding_up_the_others(region, 
 def test_overlapping_runs_never_pile_up_probes(transactional_db, region, sim, silent_server):
     deploy("hung", silent_server, region)
     deploy("fine", sim.url, region)
+    from django.db import connection
+
     results = []
-    threads = [threading.Thread(target=lambda: results.append(healthchecks.run_checks())) for _ in range(3)]
+
+    def run():
+        try:
+            results.append(healthchecks.run_checks())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -117,3 +117,13 @@ def test_the_fleet_evaluation_covers_every_active_tenant(personas, usage_writer,
     assert summary["tenants"] == 2 and summary["non_compliant"] == 1
     assert SlaStatus.objects.get(tenant=personas.tenant_b).compliant is False
     assert SlaStatus.objects.get(tenant=personas.tenant_a).compliant is True
+
+
+def test_a_hundred_percent_target_is_evaluated_and_stored_without_error(personas, usage_writer, base_time):
+    tenant = personas.tenant_a
+    own_policy(tenant, availability_target=Decimal("100"), credit_schedule=[])
+    usage_writer(stream(tenant_id=tenant.pk, start=base_time, minutes=5, per_minute=50, error_ratio=0.02))
+    rollup_range(start=base_time, end=base_time + timedelta(minutes=5))
+    result = services.evaluate_tenant(tenant=tenant, now=base_time + timedelta(minutes=5))
+    assert result["burn"]["burn_fast"]["firing"] is True
+    assert SlaStatus.objects.get(tenant=tenant).budget_remaining == -100.0

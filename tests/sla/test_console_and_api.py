@@ -160,3 +160,36 @@ def traffic_free_past():
     from datetime import UTC, datetime
 
     return datetime(2020, 1, 1, tzinfo=UTC)
+
+
+def test_the_dashboard_figures_are_valid_plotly_figures(personas, traffic):
+    import plotly.graph_objects as go
+
+    from apps.sla.views import dashboard_context
+
+    context = dashboard_context(personas.a_viewer, personas.tenant_a, "24h")
+    for name, spec in json.loads(context["figures_json"]).items():
+        go.Figure(spec)  # full validation of every trace and array, which raises on anything invalid
+        assert spec["data"], name
+
+
+def test_violation_alert_and_credit_lists_are_scoped_by_role(personas, api_for, traffic):
+    assert api_for(personas.b_admin).get("/api/v1/tenants/tenant-b/sla/violations/").json()["results"]
+    assert api_for(personas.b_admin).get("/api/v1/tenants/tenant-b/sla/alerts/").status_code == 200
+    assert api_for(personas.a_viewer).get("/api/v1/tenants/tenant-b/sla/violations/").status_code == 404
+    assert api_for(personas.a_viewer).get("/api/v1/tenants/tenant-a/sla/credits/").status_code == 403
+    assert api_for(personas.a_admin).get("/api/v1/tenants/tenant-a/sla/credits/").status_code == 200
+
+
+def test_a_tenants_policy_is_read_by_its_users_and_replaced_only_by_platform_admins(personas, api_for):
+    assert api_for(personas.a_viewer).get("/api/v1/tenants/tenant-a/sla/policy/").json()["source"] == "tier default"
+    body = {"name": "Gold", "availability_target": "99.95", "window": "calendar_month", "latency_p99_ms": 2000}
+    assert api_for(personas.a_admin).put("/api/v1/tenants/tenant-a/sla/policy/", body, format="json").status_code == 403
+    assert api_for(personas.b_admin).get("/api/v1/tenants/tenant-a/sla/policy/").status_code == 404
+    admin = api_for(personas.platform_admin)
+    bad = admin.put("/api/v1/tenants/tenant-a/sla/policy/", body | {"latency_p50_ms": 5000}, format="json")
+    assert bad.status_code == 400 and "latency_p99_ms" in bad.json()["error"]["fields"]
+    assert admin.put("/api/v1/tenants/tenant-a/sla/policy/", body, format="json").status_code == 200
+    assert api_for(personas.a_viewer).get("/api/v1/tenants/tenant-a/sla/policy/").json()["source"] == "tenant"
+    assert admin.delete("/api/v1/tenants/tenant-a/sla/policy/").status_code == 204
+    assert not SlaPolicy.objects.filter(tenant=personas.tenant_a).exists()

@@ -106,3 +106,47 @@ def test_rollups_keep_tokens_cost_and_error_classes(personas, usage_writer, base
     # Availability counts only server-side failures: 2 successes of 4 counted requests.
     assert math.isclose(metrics["availability"], 50.0)
     assert math.isclose(metrics["error_rate"], 100 * 2 / 7)
+
+
+def test_a_tenants_hour_merges_its_models_and_keeps_its_percentiles(personas, usage_writer, base_time):
+    from apps.sla.models import TenantHourRollup
+
+    tenant = personas.tenant_a
+    for index, model in enumerate(["gpt-sim", "claude-sim", "llama-sim"]):
+        usage_writer(stream(tenant_id=tenant.pk, start=base_time, minutes=60, per_minute=20, seed=index, model=model,
+                            latency=lambda rng, i=index: rng.uniform(100, 300) * (i + 1)))
+    rollup_range(start=base_time, end=base_time + timedelta(minutes=60))
+    row = TenantHourRollup.objects.get(tenant_id=tenant.pk, hour=base_time)
+    assert row.requests == 3600 and HourRollup.objects.filter(tenant_id=tenant.pk).count() == 3
+    values = raw_latencies(tenant.pk, base_time, base_time + timedelta(hours=1))
+    for p, bucket in ((50, row.p50_bucket), (95, row.p95_bucket), (99, row.p99_bucket)):
+        exact = histogram.exact_percentile(values, p)
+        assert abs(histogram.bucket_value(bucket) - exact) / exact <= TOLERANCE
+
+
+def test_the_backfill_command_recomputes_a_period_idempotently(personas, usage_writer, base_time):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    tenant = personas.tenant_a
+    usage_writer(stream(tenant_id=tenant.pk, start=base_time, minutes=90, per_minute=10))
+    out = StringIO()
+    for _ in range(2):
+        call_command("sla_rollup", "--since", base_time.isoformat(), "--until", (base_time + timedelta(hours=2)).isoformat(),
+                     "--chunk-hours", "1", stdout=out)
+    assert "recomputed 90 minute rows" in out.getvalue()
+    assert compliance.totals(tenant_id=tenant.pk, start=base_time, end=base_time + timedelta(hours=2)).requests == 900
+
+
+def test_the_periodic_tasks_are_scheduled_and_run(personas, usage_writer, settings):
+    from datetime import UTC, datetime
+
+    from apps.sla import tasks
+
+    assert settings.SWITCHYARD_BEAT["sla-evaluate"] == ("apps.sla.tasks.evaluate_sla", 60)
+    assert settings.SWITCHYARD_BEAT["sla-rollup-usage"][0] == "apps.sla.tasks.rollup_usage"
+    usage_writer(stream(tenant_id=personas.tenant_a.pk, start=datetime.now(UTC) - timedelta(minutes=2), minutes=2,
+                        per_minute=5))
+    assert tasks.rollup_usage()["minutes"] >= 2
+    assert tasks.evaluate_sla()["tenants"] == 2
