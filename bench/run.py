@@ -32,7 +32,7 @@ BENCHES = {
 def scratch_database_url(name: str) -> str:
     """The environment's DATABASE_URL with the database renamed: benchmarks empty their tables."""
     url = urlparse(os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/switchyard"))
-    return urlunparse(url._replace(path=f"/switchyard_bench_{name}"))
+    return urlunparse(url._replace(path=f"/switchyard_{name}_bench"))
 
 
 def ensure_database(url: str) -> None:

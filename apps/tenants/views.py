@@ -113,80 +113,70 @@ def _child_page(request, tenant, *, tab, form, items, template, extra=None):
     return render(request, template, context, status=400 if form is not None and form.errors else 200)
 
 
-@login_required
-def departments(request, tenant_id):
+def _child_list(request, tenant_id, *, tab, form_class, save, items, added):
+    """A tenant's departments or projects: the list and, for admins, the add form."""
     tenant = get_tenant_or_404(request.user, tenant_id, "manage" if request.method == "POST" else "view")
-    form = DepartmentForm(request.POST or None)
+    form_kwargs = {"tenant": tenant} if form_class is ProjectForm else {}
+    # The unsaved instance carries the tenant, so the model's own checks (same-tenant department)
+    # run during form validation.
+    form = form_class(request.POST or None, instance=form_class._meta.model(tenant=tenant), **form_kwargs)
     if request.method == "POST" and form.is_valid():
         try:
-            services.save_department(actor=request.user, tenant=tenant, request=request, **form.cleaned_data)
+            save(actor=request.user, tenant=tenant, request=request, **form.cleaned_data)
         except ValidationError as exc:
             _apply_errors(form, exc)
         else:
-            messages.success(request, "Department added.")
-            return redirect("tenants:departments", tenant_id=tenant.pk)
-    return _child_page(request, tenant, tab="departments", form=form,
-                       items=selectors.departments_of(request.user, tenant), template="tenants/departments.html")
+            messages.success(request, added)
+            return redirect(f"tenants:{tab}", tenant_id=tenant.pk)
+    return _child_page(request, tenant, tab=tab, form=form, items=items(request.user, tenant),
+                       template=f"tenants/{tab}.html")
+
+
+def _child_edit(request, tenant_id, pk, *, tab, kind, form_class, save, items):
+    """Edit or delete one department or project (tenant admins)."""
+    tenant = get_tenant_or_404(request.user, tenant_id)
+    instance = get_object_or_404(items(request.user, tenant), pk=pk)
+    get_tenant_or_404(request.user, tenant_id, "manage")
+    if request.method == "POST" and request.POST.get("delete"):
+        services.delete_child(actor=request.user, instance=instance, request=request)
+        messages.success(request, f"{kind.capitalize()} deleted.")
+        return redirect(f"tenants:{tab}", tenant_id=tenant.pk)
+    form_kwargs = {"tenant": tenant} if form_class is ProjectForm else {}
+    form = form_class(request.POST or None, instance=instance, **form_kwargs)
+    if request.method == "POST" and form.is_valid():
+        try:
+            save(actor=request.user, tenant=tenant, request=request, **{kind: instance}, **form.cleaned_data)
+        except ValidationError as exc:
+            _apply_errors(form, exc)
+        else:
+            messages.success(request, f"{kind.capitalize()} saved.")
+            return redirect(f"tenants:{tab}", tenant_id=tenant.pk)
+    return _child_page(request, tenant, tab=tab, form=form, items=None,
+                       template="tenants/child_form.html", extra={"object": instance, "kind": kind})
+
+
+@login_required
+def departments(request, tenant_id):
+    return _child_list(request, tenant_id, tab="departments", form_class=DepartmentForm,
+                       save=services.save_department, items=selectors.departments_of, added="Department added.")
 
 
 @login_required
 def department_edit(request, tenant_id, pk):
-    tenant = get_tenant_or_404(request.user, tenant_id)
-    department = get_object_or_404(selectors.departments_of(request.user, tenant), pk=pk)
-    get_tenant_or_404(request.user, tenant_id, "manage")
-    if request.method == "POST" and request.POST.get("delete"):
-        services.delete_child(actor=request.user, instance=department, request=request)
-        messages.success(request, "Department deleted.")
-        return redirect("tenants:departments", tenant_id=tenant.pk)
-    form = DepartmentForm(request.POST or None, instance=department)
-    if request.method == "POST" and form.is_valid():
-        try:
-            services.save_department(actor=request.user, tenant=tenant, department=department, request=request, **form.cleaned_data)
-        except ValidationError as exc:
-            _apply_errors(form, exc)
-        else:
-            messages.success(request, "Department saved.")
-            return redirect("tenants:departments", tenant_id=tenant.pk)
-    return _child_page(request, tenant, tab="departments", form=form, items=None,
-                       template="tenants/child_form.html", extra={"object": department, "kind": "department"})
+    return _child_edit(request, tenant_id, pk, tab="departments", kind="department", form_class=DepartmentForm,
+                       save=services.save_department, items=selectors.departments_of)
 
 
 @login_required
 def projects(request, tenant_id):
-    tenant = get_tenant_or_404(request.user, tenant_id, "manage" if request.method == "POST" else "view")
-    form = ProjectForm(request.POST or None, tenant=tenant)
-    if request.method == "POST" and form.is_valid():
-        try:
-            services.save_project(actor=request.user, tenant=tenant, request=request, **form.cleaned_data)
-        except ValidationError as exc:
-            _apply_errors(form, exc)
-        else:
-            messages.success(request, "Project added.")
-            return redirect("tenants:projects", tenant_id=tenant.pk)
-    return _child_page(request, tenant, tab="projects", form=form,
-                       items=selectors.projects_of(request.user, tenant), template="tenants/projects.html")
+    return _child_list(request, tenant_id, tab="projects", form_class=ProjectForm,
+                       save=services.save_project, items=selectors.projects_of, added="Project added.")
 
 
 @login_required
 def project_edit(request, tenant_id, pk):
-    tenant = get_tenant_or_404(request.user, tenant_id)
-    project = get_object_or_404(selectors.projects_of(request.user, tenant), pk=pk)
-    get_tenant_or_404(request.user, tenant_id, "manage")
-    if request.method == "POST" and request.POST.get("delete"):
-        services.delete_child(actor=request.user, instance=project, request=request)
-        messages.success(request, "Project deleted.")
-        return redirect("tenants:projects", tenant_id=tenant.pk)
-    form = ProjectForm(request.POST or None, instance=project, tenant=tenant)
-    if request.method == "POST" and form.is_valid():
-        try:
-            services.save_project(actor=request.user, tenant=tenant, project=project, request=request, **form.cleaned_data)
-        except ValidationError as exc:
-            _apply_errors(form, exc)
-        else:
-            messages.success(request, "Project saved.")
-            return redirect("tenants:projects", tenant_id=tenant.pk)
-    return _child_page(request, tenant, tab="projects", form=form, items=None,
-                       template="tenants/child_form.html", extra={"object": project, "kind": "project"})
+    return _child_edit(request, tenant_id, pk, tab="projects", kind="project", form_class=ProjectForm,
+                       save=services.save_project, items=selectors.projects_of)
 
 
 @login_required

@@ -107,7 +107,7 @@ def test_a_slack_style_channel_receives_a_text_message(personas, receiver, eager
                                                        django_capture_on_commit_callbacks):
     from apps.core.notifications import notify
 
-    make_channel(personas.tenant_a, kind="slack", target=receiver.url("/services/T000/B000/XXXX"))
+    make_channel(personas.tenant_a, kind="slack", target=receiver.url("/services/T000/B000/hook"))
     with django_capture_on_commit_callbacks(execute=True):
         notify(tenant_id="tenant-a", event="sla.violation", title="SLA at risk", message="p99 above target.",
                severity="critical")

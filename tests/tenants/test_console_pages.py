@@ -89,3 +89,22 @@ def test_every_navigation_entry_opens_a_page(personas, client_for):
 def test_signed_out_user_is_sent_to_sign_in(db, client):
     response = client.get("/tenants/")
     assert response.status_code == 302 and "/accounts/signin/" in response["Location"]
+
+
+def test_admin_edits_and_deletes_a_department_and_a_project(personas, client_for):
+    from apps.tenants.models import Department, Project
+
+    client = client_for(personas.a_admin)
+    assert client.post("/tenants/tenant-a/departments/", {"name": "Eng", "code": "eng"}).status_code == 302
+    dept = Department.objects.get(tenant=personas.tenant_a, code="eng")
+    assert client.post(f"/tenants/tenant-a/departments/{dept.pk}/", {"name": "Engineering", "code": "eng"}).status_code == 302
+    dept.refresh_from_db()
+    assert dept.name == "Engineering"
+    assert client.post("/tenants/tenant-a/projects/", {"name": "Bot", "code": "bot", "department": dept.pk}).status_code == 302
+    project = Project.objects.get(tenant=personas.tenant_a, code="bot")
+    duplicate = client.post("/tenants/tenant-a/projects/", {"name": "Bot 2", "code": "bot"})
+    assert duplicate.status_code == 400 and "code" in duplicate.context["form"].errors
+    assert client.post(f"/tenants/tenant-a/projects/{project.pk}/", {"delete": "1"}).status_code == 302
+    assert not Project.objects.filter(pk=project.pk).exists()
+    assert client.post(f"/tenants/tenant-a/departments/{dept.pk}/", {"delete": "1"}).status_code == 302
+    assert not Department.objects.filter(pk=dept.pk).exists()
