@@ -142,17 +142,40 @@ def _dump(snapshot) -> bytes:
     return orjson.dumps(snapshot.__dict__)
 
 
+# Snapshots decoded from the cached bytes, by those bytes: the same bytes always decode to the same
+# (immutable, never mutated) snapshot, so a request whose cache entry has not changed skips the JSON
+# decode and the dataclass build. Any change to an entry (a revocation, a tenant edit) changes the bytes.
+_DECODED_MAX = 2048  # keys
+_DECODED_TENANTS_MAX = 256  # tenants (bigger: their member lists)
+_decoded_keys: dict[bytes, KeySnapshot] = {}
+_decoded_tenants: dict[bytes, TenantContext] = {}
+
+
 def _key_from(raw: bytes) -> KeySnapshot:
+    found = _decoded_keys.get(raw)
+    if found is not None:
+        return found
     data = orjson.loads(raw)
     data["limits"] = tuple(data["limits"])
-    return KeySnapshot(**data)
+    snapshot = KeySnapshot(**data)
+    if len(_decoded_keys) >= _DECODED_MAX:
+        _decoded_keys.clear()
+    _decoded_keys[raw] = snapshot
+    return snapshot
 
 
 def _tenant_from(raw: bytes) -> TenantContext:
+    found = _decoded_tenants.get(raw)
+    if found is not None:
+        return found
     data = orjson.loads(raw)
     data["limits"] = tuple(data["limits"])
     data["allowed_models"] = tuple(data["allowed_models"])
-    return TenantContext(**data)
+    context = TenantContext(**data)
+    if len(_decoded_tenants) >= _DECODED_TENANTS_MAX:
+        _decoded_tenants.clear()
+    _decoded_tenants[raw] = context
+    return context
 
 
 # --- the hot path ----------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import weakref
 from collections.abc import AsyncIterator, Mapping
 from urllib.parse import urlsplit, urlunsplit
@@ -50,6 +51,7 @@ async def close_session() -> None:
             await session.close()
 
 
+@functools.lru_cache(maxsize=1024)  # a pure function of two strings, called on every upstream call
 def join_url(base_url: str, path: str) -> str:
     """base_url + path, keeping the base's query string (Azure-style `?api-version=...`) at the end."""
     parts = urlsplit(base_url)
