@@ -6,7 +6,6 @@ already ends in /v1 is accepted too).
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,6 +18,7 @@ from .http import (
     call_timeout,
     get_session,
     join_url,
+    probe_get,
     raise_for_status,
     sse_events,
     stream_timeout,
@@ -170,19 +170,8 @@ class AnthropicProvider(Provider):
         )
 
     async def probe(self, deployment) -> ProbeResult:
-        started = time.perf_counter()
-        try:
-            async with translate_errors(self.label, deployment.timeout_seconds):
-                async with get_session().get(
-                    self.url(deployment, "/v1/models"), headers=self.headers(deployment), timeout=call_timeout(deployment)
-                ) as response:
-                    await raise_for_status(response, self.label)
-                    await response.read()
-        except ProviderError as exc:
-            return ProbeResult(ok=False, latency_ms=round((time.perf_counter() - started) * 1000, 2), detail=exc.message)
-        return ProbeResult(
-            ok=True, latency_ms=round((time.perf_counter() - started) * 1000, 2), detail="models endpoint answered"
-        )
+        return await probe_get(self.label, deployment, self.url(deployment, "/v1/models"),
+                               headers=self.headers(deployment))
 
 
 register(AnthropicProvider())

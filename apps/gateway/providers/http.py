@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 import weakref
 from collections.abc import AsyncIterator, Mapping
 from urllib.parse import urlsplit, urlunsplit
@@ -13,7 +14,7 @@ import aiohttp
 import orjson
 from django.conf import settings
 
-from .base import ProviderError, error_kind_for_status, parse_retry_after
+from .base import ProbeResult, ProviderError, error_kind_for_status, parse_retry_after
 
 # One session per loop: an aiohttp session cannot cross loops, and a fresh session per call would pay a
 # new TCP connection each time. Weak keys let a finished loop (tests, management commands) drop its entry.
@@ -169,3 +170,21 @@ async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[st
             event = value.decode(errors="replace")
     if data:
         yield event, b"\n".join(data)
+
+
+async def probe_get(provider_name: str, deployment, url: str, *, headers: Mapping[str, str] | None = None,
+                    healthy: str = "models endpoint answered") -> ProbeResult:
+    """A cheap health probe: one GET that must answer 2xx within the deployment's timeout."""
+    started = time.perf_counter()
+    try:
+        async with translate_errors(provider_name, deployment.timeout_seconds):
+            async with get_session().get(url, headers=headers, timeout=call_timeout(deployment)) as response:
+                await raise_for_status(response, provider_name)
+                await response.read()
+    except ProviderError as exc:
+        return ProbeResult(ok=False, latency_ms=_elapsed_ms(started), detail=exc.message)
+    return ProbeResult(ok=True, latency_ms=_elapsed_ms(started), detail=healthy)
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)

@@ -8,7 +8,6 @@ Authorization header is sent).
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,6 +19,7 @@ from .http import (
     call_timeout,
     get_session,
     join_url,
+    probe_get,
     raise_for_status,
     sse_events,
     stream_timeout,
@@ -148,23 +148,8 @@ class OpenAICompatibleProvider(Provider):
         )
 
     async def probe(self, deployment) -> ProbeResult:
-        started = time.perf_counter()
-        try:
-            async with translate_errors(self.label, deployment.timeout_seconds):
-                async with get_session().get(
-                    self.url(deployment, self.models_path),
-                    headers=self.headers(deployment),
-                    timeout=call_timeout(deployment),
-                ) as response:
-                    await raise_for_status(response, self.label)
-                    await response.read()
-        except ProviderError as exc:
-            return ProbeResult(ok=False, latency_ms=_elapsed_ms(started), detail=exc.message)
-        return ProbeResult(ok=True, latency_ms=_elapsed_ms(started), detail="models endpoint answered")
-
-
-def _elapsed_ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 2)
+        return await probe_get(self.label, deployment, self.url(deployment, self.models_path),
+                               headers=self.headers(deployment))
 
 
 register(OpenAICompatibleProvider())

@@ -6,10 +6,8 @@ simulator is told which tenant a call is for, so tests and demos can see where t
 
 from __future__ import annotations
 
-import time
-
-from .base import ChatRequest, ProbeResult, ProviderError
-from .http import call_timeout, get_session, join_url, raise_for_status, translate_errors
+from .base import ChatRequest, ProbeResult
+from .http import join_url, probe_get
 from .openai_compat import OpenAICompatibleProvider
 from .registry import register
 
@@ -34,17 +32,7 @@ class SimulatorProvider(OpenAICompatibleProvider):
         return headers
 
     async def probe(self, deployment) -> ProbeResult:
-        started = time.perf_counter()
-        try:
-            async with translate_errors(self.label, deployment.timeout_seconds):
-                async with get_session().get(
-                    self.url(deployment, "/health"), timeout=call_timeout(deployment)
-                ) as response:
-                    await raise_for_status(response, self.label)
-                    await response.read()
-        except ProviderError as exc:
-            return ProbeResult(ok=False, latency_ms=round((time.perf_counter() - started) * 1000, 2), detail=exc.message)
-        return ProbeResult(ok=True, latency_ms=round((time.perf_counter() - started) * 1000, 2), detail="healthy")
+        return await probe_get(self.label, deployment, self.url(deployment, "/health"), healthy="healthy")
 
 
 register(SimulatorProvider())
