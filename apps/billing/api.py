@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -15,7 +14,7 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.core.api import PlatformAdminOnly, TenantChildViewSet
+from apps.core.api import PlatformAdminOnly, TenantChildViewSet, service_call
 from apps.core.mixins import get_tenant_or_404
 from apps.gateway.models import ModelPrice
 from apps.tenants.models import Department, Project
@@ -23,15 +22,6 @@ from apps.tenants.models import Department, Project
 from . import exports, selectors, services
 from .models import Budget, Invoice
 from .money import period_label, resolve_range
-
-
-def _service_call(fn, **kwargs):
-    """Run a service; its Django ValidationError becomes a DRF 400 with field messages."""
-    try:
-        return fn(**kwargs)
-    except DjangoValidationError as exc:
-        detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
-        raise serializers.ValidationError(detail) from None
 
 
 def _range(request):
@@ -88,11 +78,11 @@ class PriceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Crea
         return queryset.filter(model=model) if model else queryset
 
     def perform_create(self, serializer):
-        serializer.instance = _service_call(services.set_price, actor=self.request.user, request=self.request,
+        serializer.instance = service_call(services.set_price, actor=self.request.user, request=self.request,
                                             **serializer.validated_data)
 
     def perform_destroy(self, instance):
-        _service_call(services.delete_future_price, actor=self.request.user, price=instance, request=self.request)
+        service_call(services.delete_future_price, actor=self.request.user, price=instance, request=self.request)
 
     @action(detail=False, methods=["get"])
     def unpriced(self, request):
@@ -179,7 +169,7 @@ class BudgetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
         if budget is not None:
             for name in ("scope", "department", "project", "amount", "currency", "period", "hard_limit", "enabled"):
                 data.setdefault(name, getattr(budget, name))
-        serializer.instance = _service_call(services.save_budget, actor=self.request.user, tenant=self.tenant,
+        serializer.instance = service_call(services.save_budget, actor=self.request.user, tenant=self.tenant,
                                             budget=budget, request=self.request, **data)
 
     def perform_create(self, serializer):
@@ -259,7 +249,7 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantChi
             start = parse_period(body.validated_data["period"])
         except ValueError as exc:
             raise serializers.ValidationError({"period": [str(exc)]}) from None
-        invoices = _service_call(services.issue_invoices, tenant_id=self.tenant.pk, period_start=start,
+        invoices = service_call(services.issue_invoices, tenant_id=self.tenant.pk, period_start=start,
                                  actor=request.user, request=request)
         return Response(InvoiceSerializer(invoices, many=True).data, status=status.HTTP_201_CREATED)
 
@@ -269,7 +259,7 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantChi
         self._platform_only()
         body = CreditNoteSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        note = _service_call(services.issue_credit_note, actor=request.user, invoice=invoice, request=request,
+        note = service_call(services.issue_credit_note, actor=request.user, invoice=invoice, request=request,
                              **body.validated_data)
         return Response(InvoiceSerializer(note).data, status=status.HTTP_201_CREATED)
 

@@ -13,7 +13,7 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from apps.core.mixins import get_tenant_or_404
+from apps.core.mixins import apply_form_errors, get_tenant_or_404
 from apps.core.roles import tenant_ids_for, user_can
 from apps.tenants.models import Tenant
 
@@ -29,13 +29,6 @@ def _errors(exc: ValidationError) -> str:
                          for k, v in exc.message_dict.items())
     return " ".join(exc.messages)
 
-
-def _apply_errors(form, exc: ValidationError) -> None:
-    if hasattr(exc, "error_dict"):
-        for name, errors in exc.message_dict.items():
-            form.add_error(name if name in form.fields else None, errors)
-    else:
-        form.add_error(None, exc.messages)
 
 
 @login_required
@@ -67,7 +60,7 @@ def prices(request):
                                            effective_from=(data["effective_from"].astimezone(UTC)
                                                            if data["effective_from"] else None))
             except ValidationError as exc:
-                _apply_errors(form, exc)
+                apply_form_errors(form, exc)
             else:
                 messages.success(request, f"Price of {price.model} set from {price.effective_from:%Y-%m-%d %H:%M} UTC.")
                 return redirect("billing:prices")
@@ -153,7 +146,7 @@ def budgets(request, tenant_id):
                                      department=data["department"], project=data["project"], amount=data["amount"],
                                      currency=data["currency"], period=data["period"], hard_limit=data["hard_limit"])
             except ValidationError as exc:
-                _apply_errors(form, exc)
+                apply_form_errors(form, exc)
             else:
                 messages.success(request, "Budget saved.")
                 return redirect("billing:budgets", tenant.pk)
@@ -194,7 +187,7 @@ def invoices(request, tenant_id):
                                                  actor=request.user, request=request)
             except (ValidationError, ValueError) as exc:
                 if isinstance(exc, ValidationError):
-                    _apply_errors(form, exc)
+                    apply_form_errors(form, exc)
                 else:
                     form.add_error("period", str(exc))
             else:
@@ -223,7 +216,7 @@ def invoice_detail(request, tenant_id, pk):
                 note = services.issue_credit_note(actor=request.user, invoice=invoice, request=request,
                                                   **form.cleaned_data)
             except ValidationError as exc:
-                _apply_errors(form, exc)
+                apply_form_errors(form, exc)
             else:
                 messages.success(request, f"Credit note {note.number} issued.")
                 return redirect("billing:invoice", tenant.pk, note.pk)

@@ -40,5 +40,14 @@ class TenantPageMixin(LoginRequiredMixin):
         return context
 
 
+def apply_form_errors(form, exc) -> None:
+    """Put a service's ValidationError on the form, field by field."""
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.message_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, exc.messages)
+
+
 def is_htmx(request) -> bool:
     return request.headers.get("HX-Request") == "true"

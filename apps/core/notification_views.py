@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from . import notifications
-from .mixins import get_tenant_or_404, is_htmx
+from .mixins import apply_form_errors, get_tenant_or_404, is_htmx
 from .models import ChannelKind, NotificationChannel, NotificationEvent
 from .roles import tenant_ids_for
 
@@ -38,13 +38,6 @@ class ChannelForm(forms.Form):
         if not editing:
             del self.fields["clear_secret"]
 
-
-def _apply_errors(form, exc: ValidationError) -> None:
-    if hasattr(exc, "error_dict"):
-        for field, errors in exc.message_dict.items():
-            form.add_error(field if field in form.fields else None, errors)
-    else:
-        form.add_error(None, exc.messages)
 
 
 def _rows(tenant_id: str) -> list[dict]:
@@ -77,7 +70,7 @@ def channel_list(request, tenant_id):
         try:
             channel = notifications.create_channel(tenant_id=tenant.pk, actor=request.user, request=request, **data)
         except ValidationError as exc:
-            _apply_errors(form, exc)
+            apply_form_errors(form, exc)
         else:
             messages.success(request, f"Channel {channel.name} added.")
             return redirect("core:notifications", tenant_id=tenant.pk)
@@ -100,7 +93,7 @@ def channel_edit(request, tenant_id, pk):
         try:
             notifications.update_channel(channel=channel, actor=request.user, request=request, **form.cleaned_data)
         except ValidationError as exc:
-            _apply_errors(form, exc)
+            apply_form_errors(form, exc)
         else:
             messages.success(request, f"Channel {channel.name} saved.")
             return redirect("core:notifications", tenant_id=tenant.pk)

@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from apps.core.api import PlatformAdminOnly, TenantChildViewSet
+from apps.core.api import PlatformAdminOnly, TenantChildViewSet, service_call
 from apps.tenants.models import Department, Project
 
 from . import services
 from .models import ApiKey, ModelPrice
-
-
-def _service_call(fn, **kwargs):
-    """Run a service; its Django ValidationError becomes a DRF 400 with field messages."""
-    try:
-        return fn(**kwargs)
-    except DjangoValidationError as exc:
-        detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
-        raise serializers.ValidationError(detail) from None
 
 
 class ApiKeySerializer(serializers.ModelSerializer):
@@ -80,7 +70,7 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        api_key, secret = _service_call(
+        api_key, secret = service_call(
             services.create_api_key, actor=request.user, tenant=self.tenant, request=request,
             **serializer.validated_data,
         )
@@ -92,7 +82,7 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
 
     def perform_update(self, serializer):
         changes = {k: v for k, v in serializer.validated_data.items() if k not in ("user", "department", "project")}
-        serializer.instance = _service_call(services.update_api_key, actor=self.request.user,
+        serializer.instance = service_call(services.update_api_key, actor=self.request.user,
                                             api_key=serializer.instance, request=self.request, **changes)
 
     def destroy(self, request, *args, **kwargs):
@@ -133,5 +123,5 @@ class ModelPriceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins
         return queryset.filter(model=model) if model else queryset
 
     def perform_create(self, serializer):
-        serializer.instance = _service_call(services.set_model_price, actor=self.request.user,
+        serializer.instance = service_call(services.set_model_price, actor=self.request.user,
                                             request=self.request, **serializer.validated_data)

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from rest_framework import mixins, serializers, viewsets
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import IsAuthenticated
 
-from apps.core.api import PlatformAdminOnly
+from apps.core.api import PlatformAdminOnly, service_call
 from apps.core.roles import user_can
 from apps.tenants.models import Tenant
 
 from . import health, selectors, services
 from .models import Deployment, Region
-
-
-def _service_call(fn, **kwargs):
-    """Run a service; its Django ValidationError becomes a DRF 400 with field messages."""
-    try:
-        return fn(**kwargs)
-    except DjangoValidationError as exc:
-        raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}) from None
 
 
 class RegionSerializer(serializers.ModelSerializer):
@@ -53,17 +44,17 @@ class RegionViewSet(viewsets.ModelViewSet):
         return [PlatformAdminOnly()]
 
     def perform_create(self, serializer):
-        serializer.instance = _service_call(services.create_region, actor=self.request.user, request=self.request,
+        serializer.instance = service_call(services.create_region, actor=self.request.user, request=self.request,
                                             **serializer.validated_data)
 
     def perform_update(self, serializer):
         changes = dict(serializer.validated_data)
         changes.pop("id", None)
-        serializer.instance = _service_call(services.update_region, actor=self.request.user,
+        serializer.instance = service_call(services.update_region, actor=self.request.user,
                                             region=serializer.instance, request=self.request, **changes)
 
     def perform_destroy(self, instance):
-        _service_call(services.delete_region, actor=self.request.user, region=instance, request=self.request)
+        service_call(services.delete_region, actor=self.request.user, region=instance, request=self.request)
 
 
 class DeploymentSerializer(serializers.ModelSerializer):
@@ -146,15 +137,15 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins
     def perform_create(self, serializer):
         data = dict(serializer.validated_data)
         api_key = data.pop("api_key", None)
-        serializer.instance = _service_call(services.create_deployment, actor=self.request.user,
+        serializer.instance = service_call(services.create_deployment, actor=self.request.user,
                                             request=self.request, api_key=api_key, **data)
 
     def perform_update(self, serializer):
         data = dict(serializer.validated_data)
         api_key = data.pop("api_key", services.KEEP)
-        serializer.instance = _service_call(services.update_deployment, actor=self.request.user,
+        serializer.instance = service_call(services.update_deployment, actor=self.request.user,
                                             deployment=serializer.instance, request=self.request, api_key=api_key,
                                             **data)
 
     def perform_destroy(self, instance):
-        _service_call(services.delete_deployment, actor=self.request.user, deployment=instance, request=self.request)
+        service_call(services.delete_deployment, actor=self.request.user, deployment=instance, request=self.request)

@@ -6,10 +6,9 @@ from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from apps.core.api import PlatformAdminOnly
+from apps.core.api import PlatformAdminOnly, service_call
 
 from . import failover
-from .api import _service_call
 from .models import FailoverEvent, FailoverPolicy, Region
 
 
@@ -42,7 +41,7 @@ class FailoverPolicyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
     lookup_value_regex = "[^/]+"
 
     def perform_create(self, serializer):
-        serializer.instance = _service_call(failover.set_policy, actor=self.request.user, request=self.request,
+        serializer.instance = service_call(failover.set_policy, actor=self.request.user, request=self.request,
                                             **serializer.validated_data)
 
     def perform_update(self, serializer):
@@ -50,7 +49,7 @@ class FailoverPolicyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
                 "failback_after_seconds": serializer.instance.failback_after_seconds,
                 "enabled": serializer.instance.enabled, **serializer.validated_data}
         data["model"] = serializer.instance.model
-        serializer.instance = _service_call(failover.set_policy, actor=self.request.user, request=self.request, **data)
+        serializer.instance = service_call(failover.set_policy, actor=self.request.user, request=self.request, **data)
 
     def perform_destroy(self, instance):
         failover.delete_policy(actor=self.request.user, policy=instance, request=self.request)

@@ -9,7 +9,7 @@ from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from apps.core.mixins import get_tenant_or_404, is_htmx
+from apps.core.mixins import apply_form_errors, get_tenant_or_404, is_htmx
 
 from . import health, selectors, services
 from .forms import DeploymentForm, RegionForm
@@ -22,13 +22,6 @@ def _require_platform_admin(user) -> None:
     if not user.is_platform_admin:
         raise PermissionDenied("Only platform admins can manage regions and deployments.")
 
-
-def _apply_errors(form, exc: ValidationError) -> None:
-    if hasattr(exc, "error_dict"):
-        for field, errors in exc.message_dict.items():
-            form.add_error(field if field in form.fields else None, errors)
-    else:
-        form.add_error(None, exc.messages)
 
 
 def _rows(deployments) -> list[dict]:
@@ -73,7 +66,7 @@ def region_create(request):
         try:
             region = services.create_region(actor=request.user, request=request, **form.cleaned_data)
         except ValidationError as exc:
-            _apply_errors(form, exc)
+            apply_form_errors(form, exc)
         else:
             messages.success(request, f"Region {region.id} created.")
             return redirect("regions:index")
@@ -91,7 +84,7 @@ def region_edit(request, region_id):
         try:
             services.update_region(actor=request.user, region=region, request=request, **changes)
         except ValidationError as exc:
-            _apply_errors(form, exc)
+            apply_form_errors(form, exc)
         else:
             messages.success(request, f"Region {region.id} saved.")
             return redirect("regions:index")
@@ -121,7 +114,7 @@ def deployment_create(request):
         try:
             deployment = services.create_deployment(actor=request.user, request=request, **form.service_kwargs())
         except ValidationError as exc:
-            _apply_errors(form, exc)
+            apply_form_errors(form, exc)
         else:
             messages.success(request, f"Deployment {deployment.name} created.")
             return redirect("regions:index")
@@ -139,7 +132,7 @@ def deployment_edit(request, pk):
             services.update_deployment(actor=request.user, deployment=deployment, request=request,
                                        **form.service_kwargs())
         except ValidationError as exc:
-            _apply_errors(form, exc)
+            apply_form_errors(form, exc)
         else:
             messages.success(request, f"Deployment {form.cleaned_data['name']} saved.")
             return redirect("regions:index")

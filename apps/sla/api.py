@@ -8,22 +8,15 @@ from datetime import UTC, datetime
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status
-from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from apps.core.api import PlatformAdminOnly, ScopedViewSet, TenantChildViewSet
+from apps.core.api import PlatformAdminOnly, ScopedViewSet, TenantChildViewSet, service_call
 from apps.tenants.models import Tenant
 
 from . import compliance, selectors, services
 from .models import AlertEvent, SlaCredit, SlaPolicy, SlaReport, SlaViolation, validate_credit_schedule
-
-
-def _service_call(fn, **kwargs):
-    try:
-        return fn(**kwargs)
-    except DjangoValidationError as exc:
-        raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}) from None
 
 
 class CreditTierSerializer(serializers.Serializer):
@@ -86,7 +79,7 @@ class SlaPolicyViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, ScopedVie
     def perform_create(self, serializer):
         data = dict(serializer.validated_data)
         tenant, tier = data.pop("tenant", None), data.pop("tier", "")
-        serializer.instance = _service_call(services.save_policy, actor=self.request.user, tenant=tenant, tier=tier,
+        serializer.instance = service_call(services.save_policy, actor=self.request.user, tenant=tenant, tier=tier,
                                             request=self.request, **data)
 
 
@@ -117,7 +110,7 @@ class TenantPolicyViewSet(TenantChildViewSet):
         data = dict(serializer.validated_data)
         data.pop("tenant", None)
         data.pop("tier", None)
-        policy = _service_call(services.save_policy, actor=request.user, tenant=self.tenant, request=request, **data)
+        policy = service_call(services.save_policy, actor=request.user, tenant=self.tenant, request=request, **data)
         return Response(self.get_serializer(policy).data)
 
     def destroy(self, request, *args, **kwargs):
@@ -125,7 +118,7 @@ class TenantPolicyViewSet(TenantChildViewSet):
         own = SlaPolicy.objects.filter(tenant=self.tenant).first()
         if own is None:
             raise NotFound("This tenant follows its tier's default policy.")
-        _service_call(services.delete_policy, actor=request.user, policy=own, request=request)
+        service_call(services.delete_policy, actor=request.user, policy=own, request=request)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -192,7 +185,7 @@ class ReportViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, TenantChildV
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        report = _service_call(services.request_report, actor=request.user, tenant=self.tenant, request=request,
+        report = service_call(services.request_report, actor=request.user, tenant=self.tenant, request=request,
                                start=serializer.validated_data["period_start"],
                                end=serializer.validated_data["period_end"])
         return Response(self.get_serializer(report).data, status=status.HTTP_202_ACCEPTED)

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
-from apps.core.api import PlatformAdminOnly, ScopedViewSet, TenantChildViewSet
+from apps.core.api import PlatformAdminOnly, ScopedViewSet, TenantChildViewSet, service_call
 from apps.core.roles import Role
 
 from . import selectors, services
 from .models import RESOURCE_FIELDS, Department, Membership, Project, ResourceAllocation, ResourcePool, Tenant
-
-
-def _service_call(fn, **kwargs):
-    """Run a service; its Django ValidationError becomes a DRF 400 with field messages."""
-    try:
-        return fn(**kwargs)
-    except DjangoValidationError as exc:
-        raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}) from None
 
 
 class TenantSerializer(serializers.ModelSerializer):
@@ -63,7 +54,7 @@ class TenantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
         return super().get_permissions()
 
     def perform_create(self, serializer):
-        serializer.instance = _service_call(services.create_tenant, actor=self.request.user, request=self.request,
+        serializer.instance = service_call(services.create_tenant, actor=self.request.user, request=self.request,
                                             **serializer.validated_data)
 
     def perform_update(self, serializer):
@@ -75,7 +66,7 @@ class TenantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
             )
             if forbidden:
                 raise PermissionDenied(f"Only platform admins may change: {', '.join(forbidden)}.")
-        serializer.instance = _service_call(services.update_tenant, actor=self.request.user, tenant=serializer.instance,
+        serializer.instance = service_call(services.update_tenant, actor=self.request.user, tenant=serializer.instance,
                                             request=self.request, **changes)
 
     def perform_destroy(self, instance):
@@ -94,7 +85,7 @@ class _ChildViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
     save_service = None
 
     def perform_create(self, serializer):
-        serializer.instance = _service_call(type(self).save_service, actor=self.request.user, tenant=self.tenant,
+        serializer.instance = service_call(type(self).save_service, actor=self.request.user, tenant=self.tenant,
                                             request=self.request, **serializer.validated_data)
 
     def perform_destroy(self, instance):
@@ -107,7 +98,7 @@ class DepartmentViewSet(_ChildViewSet):
     save_service = services.save_department
 
     def perform_update(self, serializer):
-        serializer.instance = _service_call(services.save_department, actor=self.request.user, tenant=self.tenant,
+        serializer.instance = service_call(services.save_department, actor=self.request.user, tenant=self.tenant,
                                             department=serializer.instance, request=self.request,
                                             **serializer.validated_data)
 
@@ -132,7 +123,7 @@ class ProjectViewSet(_ChildViewSet):
     save_service = services.save_project
 
     def perform_update(self, serializer):
-        serializer.instance = _service_call(services.save_project, actor=self.request.user, tenant=self.tenant,
+        serializer.instance = service_call(services.save_project, actor=self.request.user, tenant=self.tenant,
                                             project=serializer.instance, request=self.request,
                                             **serializer.validated_data)
 
@@ -181,7 +172,7 @@ class MembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins
         serializer = MembershipCreateSerializer(data=request.data, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        membership = _service_call(
+        membership = service_call(
             services.add_member, actor=request.user, tenant=self.tenant, email=data["email"], role=data["role"],
             name=data.get("name", ""), password=data.get("password") or None, department=data.get("department"),
             request=request,
@@ -190,7 +181,7 @@ class MembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins
 
     def perform_update(self, serializer):
         changes = {k: v for k, v in serializer.validated_data.items() if k in ("role", "department")}
-        serializer.instance = _service_call(services.change_member, actor=self.request.user,
+        serializer.instance = service_call(services.change_member, actor=self.request.user,
                                             membership=serializer.instance, request=self.request, **changes)
 
     def perform_destroy(self, instance):
@@ -222,11 +213,11 @@ class ResourcePoolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixi
         return super().get_permissions()
 
     def perform_create(self, serializer):
-        serializer.instance = _service_call(services.save_pool, actor=self.request.user, request=self.request,
+        serializer.instance = service_call(services.save_pool, actor=self.request.user, request=self.request,
                                             **serializer.validated_data)
 
     def perform_update(self, serializer):
-        serializer.instance = _service_call(services.save_pool, actor=self.request.user, pool=serializer.instance,
+        serializer.instance = service_call(services.save_pool, actor=self.request.user, pool=serializer.instance,
                                             request=self.request, **serializer.validated_data)
 
 
@@ -250,12 +241,12 @@ class AllocationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins
         data = dict(serializer.validated_data)
         pool = data.pop("pool")
         purpose = data.pop("purpose", "")
-        serializer.instance = _service_call(services.allocate_resources, actor=self.request.user, tenant=self.tenant,
+        serializer.instance = service_call(services.allocate_resources, actor=self.request.user, tenant=self.tenant,
                                             pool=pool, purpose=purpose, request=self.request, **data)
 
     @extend_schema(request=None, responses=AllocationSerializer)
     @action(detail=True, methods=["post"])
     def release(self, request, *args, **kwargs):
-        allocation = _service_call(services.release_allocation, actor=request.user, allocation=self.get_object(),
+        allocation = service_call(services.release_allocation, actor=request.user, allocation=self.get_object(),
                                    request=request)
         return Response(AllocationSerializer(allocation).data)

@@ -9,7 +9,7 @@ from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from apps.core.mixins import get_tenant_or_404, is_htmx
+from apps.core.mixins import apply_form_errors, get_tenant_or_404, is_htmx
 from apps.core.roles import user_can
 
 from . import selectors, services
@@ -18,14 +18,6 @@ from .models import RESOURCES, ResourcePool, TenantStatus
 
 PAGE_SIZE = 25
 
-
-def _apply_errors(form, exc: ValidationError) -> None:
-    """Put a service's ValidationError on the form, field by field."""
-    if hasattr(exc, "error_dict"):
-        for field, errors in exc.message_dict.items():
-            form.add_error(field if field in form.fields else None, errors)
-    else:
-        form.add_error(None, exc.messages)
 
 
 def _require_platform_admin(user) -> None:
@@ -54,7 +46,7 @@ def tenant_create(request):
         try:
             tenant = services.create_tenant(actor=request.user, request=request, **form.cleaned_data)
         except ValidationError as exc:
-            _apply_errors(form, exc)
+            apply_form_errors(form, exc)
         else:
             messages.success(request, f"Tenant {tenant.name} created.")
             return redirect("tenants:detail", tenant_id=tenant.pk)
@@ -86,7 +78,7 @@ def tenant_edit(request, tenant_id):
         try:
             services.update_tenant(actor=request.user, tenant=tenant, request=request, **form.cleaned_data)
         except ValidationError as exc:
-            _apply_errors(form, exc)
+            apply_form_errors(form, exc)
         else:
             messages.success(request, "Tenant saved.")
             return redirect("tenants:detail", tenant_id=tenant.pk)
@@ -124,7 +116,7 @@ def _child_list(request, tenant_id, *, tab, form_class, save, items, added):
         try:
             save(actor=request.user, tenant=tenant, request=request, **form.cleaned_data)
         except ValidationError as exc:
-            _apply_errors(form, exc)
+            apply_form_errors(form, exc)
         else:
             messages.success(request, added)
             return redirect(f"tenants:{tab}", tenant_id=tenant.pk)
@@ -147,7 +139,7 @@ def _child_edit(request, tenant_id, pk, *, tab, kind, form_class, save, items):
         try:
             save(actor=request.user, tenant=tenant, request=request, **{kind: instance}, **form.cleaned_data)
         except ValidationError as exc:
-            _apply_errors(form, exc)
+            apply_form_errors(form, exc)
         else:
             messages.success(request, f"{kind.capitalize()} saved.")
             return redirect(f"tenants:{tab}", tenant_id=tenant.pk)
@@ -187,7 +179,7 @@ def members(request, tenant_id):
         try:
             services.add_member(actor=request.user, tenant=tenant, request=request, **form.cleaned_data)
         except ValidationError as exc:
-            _apply_errors(form, exc)
+            apply_form_errors(form, exc)
         else:
             messages.success(request, f"{form.cleaned_data['email']} added.")
             return redirect("tenants:members", tenant_id=tenant.pk)
@@ -210,7 +202,7 @@ def member_edit(request, tenant_id, pk):
         try:
             services.change_member(actor=request.user, membership=membership, request=request, **form.cleaned_data)
         except ValidationError as exc:
-            _apply_errors(form, exc)
+            apply_form_errors(form, exc)
         else:
             messages.success(request, "Member saved.")
             return redirect("tenants:members", tenant_id=tenant.pk)
@@ -228,7 +220,7 @@ def allocations(request, tenant_id):
         try:
             services.allocate_resources(actor=request.user, tenant=tenant, pool=pool, purpose=purpose, request=request, **data)
         except ValidationError as exc:
-            _apply_errors(form, exc)
+            apply_form_errors(form, exc)
         else:
             messages.success(request, f"Resources reserved from {pool.name}.")
             return redirect("tenants:allocations", tenant_id=tenant.pk)
@@ -261,7 +253,7 @@ def pool_list(request):
             try:
                 services.save_pool(actor=request.user, request=request, **form.cleaned_data)
             except ValidationError as exc:
-                _apply_errors(form, exc)
+                apply_form_errors(form, exc)
             else:
                 messages.success(request, "Pool saved.")
                 return redirect("tenants:pools")
@@ -279,7 +271,7 @@ def pool_edit(request, pk):
         try:
             services.save_pool(actor=request.user, pool=pool, request=request, **form.cleaned_data)
         except ValidationError as exc:
-            _apply_errors(form, exc)
+            apply_form_errors(form, exc)
         else:
             messages.success(request, "Pool saved.")
             return redirect("tenants:pools")
