@@ -245,18 +245,31 @@ def main(argv=None) -> int:
             pids = worker_pids(server.pid)
             report["rss_mib_after_load"] = {str(pid): round(rss_mib(pid), 1) for pid in pids}
 
-            # 1,000 requests in flight at once against a 1-second upstream.
+            # 1,000 requests in flight at once against a 1-second upstream: the simulator directly
+            # (the baseline: what the load generator and the simulator cost on this machine's
+            # cores), then through the gateway.
             slow_n = 1000 if not args.quick else 500
+            held_direct = run_hey(slow.url + "/v1/chat/completions", requests=slow_n * 2, concurrency=slow_n,
+                                  body_file=body_file, key="sk", timeout=30)
+            report["in_flight_1000_direct"] = held_direct
+            print(
+                f"{slow_n} in flight, 1 s upstream, direct: p50 {held_direct['p50_ms']:.0f} ms "
+                f"p99 {held_direct['p99_ms']:.0f} ms errors {held_direct['errors']}",
+                flush=True,
+            )
             held = run_hey(gateway + "/v1/chat/completions", requests=slow_n * 2, concurrency=slow_n,
                            body_file=slow_body, key=key, timeout=30)
             answered += held["status"].get("200", 0)
+            held["added_p50_ms"] = round(held["p50_ms"] - held_direct["p50_ms"], 3)
+            held["added_p99_ms"] = round(held["p99_ms"] - held_direct["p99_ms"], 3)
             report["in_flight_1000"] = held
             report["rss_mib_with_1000_in_flight"] = {str(pid): round(rss_mib(pid), 1) for pid in pids}
             if drainer is not None:
                 report["rss_mib_drainer"] = round(rss_mib(drainer.pid), 1)
             print(
-                f"{slow_n} in flight, 1 s upstream: p50 {held['p50_ms']:.0f} ms p99 {held['p99_ms']:.0f} ms "
-                f"{held['rps']:.0f} req/s errors {held['errors']} status {held['status']}",
+                f"{slow_n} in flight, 1 s upstream, through: p50 {held['p50_ms']:.0f} ms p99 {held['p99_ms']:.0f} ms "
+                f"{held['rps']:.0f} req/s errors {held['errors']} status {held['status']} | added p50 "
+                f"{held['added_p50_ms']:.0f} ms p99 {held['added_p99_ms']:.0f} ms",
                 flush=True,
             )
             print(f"RSS per server process (MiB): {report['rss_mib_with_1000_in_flight']}", flush=True)

@@ -221,8 +221,21 @@ def record_event(
     return _as_event(row, *returned)
 
 
-_BULK_CHUNK = 1000
-_BULK_INSERT_SQL = f"INSERT INTO {EVENT_TABLE} ({', '.join(_COLUMNS)}, seq, prev_hash, hash) VALUES "  # noqa: S608
+# Events go in as one array per column through unnest(), so the statement is the same short text
+# whatever the batch size (a VALUES list of thousands of placeholders is slow to build and parse).
+_COLUMN_TYPES = {
+    "id": "uuid", "tenant_id": "varchar", "occurred_at": "timestamptz", "actor_type": "varchar",
+    "actor_id": "varchar", "actor_label": "varchar", "user_id": "bigint", "action": "varchar",
+    "resource_type": "varchar", "resource_id": "varchar", "result": "varchar", "ip": "varchar",
+    "user_agent": "varchar", "request_id": "varchar", "metadata": "jsonb", "details": "text",
+    "seq": "bigint", "prev_hash": "varchar", "hash": "varchar",
+}
+_BULK_COLUMNS = (*_COLUMNS, "seq", "prev_hash", "hash")
+_BULK_INSERT_SQL = (
+    f"INSERT INTO {EVENT_TABLE} ({', '.join(_BULK_COLUMNS)}) SELECT * FROM unnest("  # noqa: S608
+    + ", ".join(f"%s::text[]::{_COLUMN_TYPES[c]}[]" for c in _BULK_COLUMNS)
+    + ")"
+)
 
 
 def record_events_bulk(events: list[dict]) -> int:
@@ -237,7 +250,6 @@ def record_events_bulk(events: list[dict]) -> int:
     for row in rows:
         by_chain[row["tenant_id"] or PLATFORM_CHAIN].append(row)
     chains = sorted(by_chain)
-    placeholders = "(" + ", ".join("%s::jsonb" if c == "metadata" else "%s" for c in _COLUMNS) + ", %s, %s, %s)"
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO audit_chain_head (chain, last_seq, last_hash, prev_hash, updated_at) "
@@ -260,9 +272,8 @@ def record_events_bulk(events: list[dict]) -> int:
                 values.append([*_params(row), seq, prev, digest])
                 last_prev, prev = prev, digest
             moved.append((chain, seq, prev, last_prev))
-        for start in range(0, len(values), _BULK_CHUNK):
-            chunk = values[start:start + _BULK_CHUNK]
-            cursor.execute(_BULK_INSERT_SQL + ", ".join([placeholders] * len(chunk)), [v for p in chunk for v in p])
+        columns = [[None if v is None else str(v) for v in column] for column in zip(*values, strict=True)]
+        cursor.execute(_BULK_INSERT_SQL, columns)
         cursor.execute(
             "UPDATE audit_chain_head AS h SET last_seq = m.seq, last_hash = m.last_hash, prev_hash = m.prev_hash, updated_at = now() "
             "FROM unnest(%s::varchar[], %s::bigint[], %s::varchar[], %s::varchar[]) AS m(chain, seq, last_hash, prev_hash) "

@@ -20,6 +20,8 @@ from redis.exceptions import RedisError
 
 from apps.core.redis import get_async_redis, get_redis, key
 
+from .quotas import hot_path_batch
+
 KEY_CACHE_SECONDS = 30
 TENANT_CACHE_SECONDS = 10
 NEGATIVE_CACHE_SECONDS = 10
@@ -210,15 +212,14 @@ async def lookup_key(secret: str, tenant_hint: str | None = None) -> tuple[KeySn
     # A key's tenant never changes, so remembering it here is safe and lets the first request
     # of a key fetch both snapshots in one round trip.
     tenant_hint = tenant_hint or _KEY_TENANT.get(hashed)
-    redis = get_async_redis()
     ck = key_cache_key(hashed)
     raw_key, raw_tenant = None, None
     try:
         _check_breaker()
         if tenant_hint:
-            raw_key, raw_tenant = await redis.mget(ck, tenant_cache_key(tenant_hint))
+            raw_key, raw_tenant = await hot_path_batch().call("MGET", ck, tenant_cache_key(tenant_hint))
         else:
-            raw_key = await redis.get(ck)
+            raw_key = await hot_path_batch().call("GET", ck)
     except RedisError as exc:
         if not isinstance(exc, _Down):
             trip_breaker()
@@ -239,15 +240,46 @@ async def lookup_key(secret: str, tenant_hint: str | None = None) -> tuple[KeySn
     if snapshot.tenant_id and len(_KEY_TENANT) < 100_000:
         _KEY_TENANT[hashed] = snapshot.tenant_id
     tenant = _tenant_from(raw_tenant) if raw_tenant and raw_tenant != TOMBSTONE else None
+    if raw_key is not None and tenant is not None:
+        if len(_remembered) >= _REMEMBERED_MAX:
+            _remembered.clear()
+        _remembered[(hashed, tenant_hint)] = (raw_key, raw_tenant)
     return snapshot, tenant
 
 
+# The key and tenant cache entries this process last read, by (hashed key, tenant). A request
+# whose key is in here decides on these snapshots at once and sends the admission together with a
+# read of both entries (quotas.admit's `verify`): when either has changed (a revocation, a tenant
+# edit, an expiry), the admission is undone and the request takes the full path. So a revoked key
+# is still refused at once in every process, and a request costs one round trip to Redis, not two.
+_REMEMBERED_MAX = 4096
+_remembered: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+
+
+def remembered(secret: str, tenant_hint: str | None):
+    """(key snapshot, tenant context, what to verify) from the entries last read for this key and
+    tenant, or None. Nothing here is trusted until `verify` is checked in Redis."""
+    hashed = hash_key(secret)
+    tenant_hint = tenant_hint or _KEY_TENANT.get(hashed)
+    if not tenant_hint:
+        return None
+    found = _remembered.get((hashed, tenant_hint))
+    if found is None:
+        return None
+    raw_key, raw_tenant = found
+    verify = ((key_cache_key(hashed), tenant_cache_key(tenant_hint)), found)
+    return _key_from(raw_key), _tenant_from(raw_tenant), verify, (hashed, tenant_hint)
+
+
+def forget_remembered(name: tuple[str, str]) -> None:
+    _remembered.pop(name, None)
+
+
 async def get_tenant_context(tenant_id: str) -> TenantContext | None:
-    redis = get_async_redis()
     ck = tenant_cache_key(tenant_id)
     try:
         _check_breaker()
-        raw = await redis.get(ck)
+        raw = await hot_path_batch().call("GET", ck)
     except RedisError as exc:
         if not isinstance(exc, _Down):
             trip_breaker()

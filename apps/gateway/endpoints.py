@@ -28,6 +28,7 @@ from .pipeline import (
     redis_phase,
     resolve_caller,
     start_call,
+    start_remembered_call,
     stream_deltas,
 )
 from .pipeline import (
@@ -74,6 +75,10 @@ async def _admitted_call(request, *, endpoint: str, allow_prompt: bool) -> Call:
     tenant_hint = spec.tenant_id or request.headers.get("X-Switchyard-Tenant")
     try:
         async with redis_phase():
+            call = await start_remembered_call(request, endpoint=endpoint, spec=spec, tenant_hint=tenant_hint,
+                                               created_at=created_at, started=started)
+            if call is not None:
+                return call
             caller = await resolve_caller(request, tenant_id=tenant_hint, user_id=spec.user_id,
                                           department=spec.department, project=spec.project)
             return await start_call(request, endpoint=endpoint, spec=spec, caller=caller, created_at=created_at,

@@ -249,18 +249,12 @@ async def resolve_caller(request, *, tenant_id: str | None, user_id: int | None,
                          department: str | None = None, project: str | None = None) -> Caller:
     key, user, tenant = await authenticate(request, tenant_id)
     if key is not None:
-        if key.is_platform_service:
-            if not tenant_id:
-                raise _invalid("tenant_id", "A platform service key must name the tenant it acts for.")
-            acting_user = user_id
-        else:
-            if tenant_id and tenant_id != key.tenant_id:
-                raise GatewayError(403, "This API key cannot act for another tenant.", code="tenant_mismatch")
-            if user_id is not None and user_id != key.user_id:
-                raise GatewayError(403, "Only a platform service key may act for another user.", code="user_mismatch")
-            tenant_id = key.tenant_id
-            acting_user = key.user_id
-    elif getattr(user, "client_id", None):  # a service client's token: bound to its tenant and role
+        acting_tenant, acting_user = _acting_for_key(key, tenant_id, user_id)
+        if tenant is None or tenant.id != acting_tenant:
+            tenant = await context.get_tenant_context(acting_tenant)
+        return caller_for_key(key, tenant, tenant_id=acting_tenant, acting_user=acting_user,
+                              department=department, project=project)
+    if getattr(user, "client_id", None):  # a service client's token: bound to its tenant and role
         if tenant_id and tenant_id != user.tenant_id:
             raise GatewayError(403, "This token cannot act for another tenant.", code="tenant_mismatch")
         if user.role not in GENERATE_ROLES:
@@ -276,25 +270,52 @@ async def resolve_caller(request, *, tenant_id: str | None, user_id: int | None,
         elif not getattr(user, "is_platform_admin", False) and tenant_id not in roles:
             raise GatewayError(403, "You are not a member of this tenant.", code="tenant_mismatch")
         acting_user = user.pk
+    tenant = await context.get_tenant_context(tenant_id)
+    _check_tenant(tenant, tenant_id, acting_user, key=None, user=user)
+    return _with_scopes(Caller(key=None, user_id=acting_user, tenant=tenant), department, project)
 
-    if tenant is None or tenant.id != tenant_id:
-        tenant = await context.get_tenant_context(tenant_id)
+
+def _acting_for_key(key: context.KeySnapshot, tenant_id: str | None, user_id: int | None) -> tuple[str, int | None]:
+    """(tenant, user) an API key's request acts for."""
+    if key.is_platform_service:
+        if not tenant_id:
+            raise _invalid("tenant_id", "A platform service key must name the tenant it acts for.")
+        return tenant_id, user_id
+    if tenant_id and tenant_id != key.tenant_id:
+        raise GatewayError(403, "This API key cannot act for another tenant.", code="tenant_mismatch")
+    if user_id is not None and user_id != key.user_id:
+        raise GatewayError(403, "Only a platform service key may act for another user.", code="user_mismatch")
+    return key.tenant_id, key.user_id
+
+
+def caller_for_key(key: context.KeySnapshot, tenant: context.TenantContext | None, *, tenant_id: str,
+                   acting_user: int | None, department: str | None, project: str | None) -> Caller:
+    """The caller of an API key's request, from the key's and the tenant's snapshots (no I/O)."""
+    _check_tenant(tenant, tenant_id, acting_user, key=key, user=None)
+    caller = Caller(key=key, user_id=acting_user, tenant=tenant, department_id=key.department_id,
+                    project_id=key.project_id)
+    return _with_scopes(caller, department, project)
+
+
+def _check_tenant(tenant, tenant_id: str, acting_user, *, key, user) -> None:
     if tenant is None:
         raise GatewayError(404, f"Tenant '{tenant_id}' does not exist.", code="tenant_not_found")
     if tenant.status != "active":
         raise GatewayError(403, "This tenant is suspended.", code="tenant_suspended")
-    if acting_user is not None:
-        role = tenant.members.get(str(acting_user))
-        if role is None:
-            if key is not None and not key.is_platform_service:
-                raise GatewayError(403, "The key's user is no longer a member of this tenant.", code="role_forbidden")
-            if user is None or not getattr(user, "is_platform_admin", False):
-                raise _invalid("user_id", f"User {acting_user} is not a member of tenant '{tenant_id}'.")
-        elif role not in GENERATE_ROLES:
-            raise GatewayError(403, "The user's role in this tenant does not allow generating.", code="role_forbidden")
+    if acting_user is None:
+        return
+    role = tenant.members.get(str(acting_user))
+    if role is None:
+        if key is not None and not key.is_platform_service:
+            raise GatewayError(403, "The key's user is no longer a member of this tenant.", code="role_forbidden")
+        if user is None or not getattr(user, "is_platform_admin", False):
+            raise _invalid("user_id", f"User {acting_user} is not a member of tenant '{tenant_id}'.")
+    elif role not in GENERATE_ROLES:
+        raise GatewayError(403, "The user's role in this tenant does not allow generating.", code="role_forbidden")
 
-    caller = Caller(key=key, user_id=acting_user, tenant=tenant,
-                    department_id=key.department_id if key else None, project_id=key.project_id if key else None)
+
+def _with_scopes(caller: Caller, department: str | None, project: str | None) -> Caller:
+    tenant = caller.tenant
     if department is not None:
         if department not in tenant.departments:
             raise _invalid("metadata.department", f"No department with code '{department}' in this tenant.")
@@ -360,8 +381,9 @@ class Call:
 
 
 async def start_call(request, *, endpoint: str, spec: Spec, caller: Caller, created_at: datetime,
-                     started: float) -> Call:
-    """Model checks and quota admission; raises GatewayError (already recorded) when refused."""
+                     started: float, verify: tuple | None = None) -> Call:
+    """Model checks and quota admission; raises GatewayError (already recorded) when refused, and
+    quotas.StaleSnapshot (nothing recorded, nothing taken) when `verify` finds a changed snapshot."""
     call = Call(request=request, request_id=request.request_id, endpoint=endpoint, spec=spec, caller=caller,
                 created_at=created_at, started=started)
     tenant = caller.tenant
@@ -386,6 +408,7 @@ async def start_call(request, *, endpoint: str, spec: Spec, caller: Caller, crea
                 estimated_tokens=estimate_prompt_tokens(spec.prompt_chars) + spec.max_tokens,
                 request_id=call.request_id, degraded_ok=tenant.redis_outage_mode == "degraded",
                 budget_scopes=budget_scopes, estimated_cost_units=quotas.to_budget_units(estimated_cost),
+                verify=verify,
             )
         except quotas.QuotaBackendUnavailable as exc:
             raise GatewayError(503, exc.message, code="quota_backend_unavailable", headers={"Retry-After": "5"}) from None
@@ -414,6 +437,40 @@ async def start_call(request, *, endpoint: str, spec: Spec, caller: Caller, crea
         call.error_code = exc.code or ""
         await finish(call)
         raise
+
+
+async def start_remembered_call(request, *, endpoint: str, spec: Spec, tenant_hint: str | None,
+                                created_at: datetime, started: float) -> Call | None:
+    """The one-round-trip path of an API key this process has seen: decide on the key's and
+    tenant's snapshots it last read and admit with a check that they are still current (see
+    context.remembered). None when that cannot be done or the snapshots were stale (nothing was
+    taken or recorded then): the caller takes the full path, which also answers every refusal
+    from fresh snapshots."""
+    secret = bearer_of(request)
+    if not secret or not secret.startswith(("sy_live_", "sy_svc_")):
+        return None
+    found = context.remembered(secret, tenant_hint)
+    if found is None:
+        return None
+    key, tenant, verify, name = found
+    try:
+        if key.expired():
+            return None
+        acting_tenant, acting_user = _acting_for_key(key, tenant_hint, spec.user_id)
+        if tenant.id != acting_tenant:
+            return None
+        caller = caller_for_key(key, tenant, tenant_id=acting_tenant, acting_user=acting_user,
+                                department=spec.department, project=spec.project)
+        if not tenant.allows_model(spec.model) or spec.model not in await router.available_models(tenant):
+            return None
+    except GatewayError:
+        return None
+    try:
+        return await start_call(request, endpoint=endpoint, spec=spec, caller=caller, created_at=created_at,
+                                started=started, verify=verify)
+    except quotas.StaleSnapshot:
+        context.forget_remembered(name)
+        return None
 
 
 async def _violation(call: Call, admission) -> None:

@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import contextlib
+import hashlib
 import logging
 import math
 import threading
@@ -52,7 +54,10 @@ from decimal import ROUND_CEILING, Decimal
 
 from django.conf import settings
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from apps.core.redis import batch_for
 
 logger = logging.getLogger(__name__)
 
@@ -271,13 +276,80 @@ return out
 """
 
 
-def _script_for(client):
-    # Registered once per client: redis-py sends EVALSHA and loads the script only on NOSCRIPT.
-    script = getattr(client, "_switchyard_admit_script", None)
-    if script is None:
-        script = client.register_script(ADMIT_LUA)
-        client._switchyard_admit_script = script
-    return script
+ADMIT_SHA = hashlib.sha1(ADMIT_LUA.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
+
+
+def hot_path_batch():
+    """The command batch the data plane's Redis traffic goes through (apps.core.redis.CommandBatch):
+    admissions, settles, key and tenant lookups and usage records of concurrent requests share
+    pipelines."""
+    return batch_for(get_async_redis())
+
+
+class StaleSnapshot(Exception):
+    """A snapshot `admit(verify=...)` was told to expect has changed; the admission was undone."""
+
+
+async def _admit_script(keys: list[str], args: list, verify: tuple | None = None) -> list:
+    """EVALSHA of the admission script through the shared batch, loading the script on NOSCRIPT,
+    with the MGET of `verify`'s keys in front of it in the same pipeline.
+
+    If the caller is cancelled while the script is on its way, the script may still run and take
+    a slot: wait for its reply and give back what it took before letting the cancellation through."""
+    batch = hot_path_batch()
+    commands = [("EVALSHA", ADMIT_SHA, len(keys), *keys, *args)]
+    if verify is not None:
+        commands.insert(0, ("MGET", *verify[0]))
+    reply = asyncio.ensure_future(batch.run(commands))
+    try:
+        replies = await asyncio.shield(reply)
+        if isinstance(replies[-1], NoScriptError):
+            await batch.client.script_load(ADMIT_LUA)
+            reply = asyncio.ensure_future(batch.run(commands))
+            replies = await asyncio.shield(reply)
+    except asyncio.CancelledError:
+        try:
+            result = (await reply)[-1]
+        except Exception:  # noqa: BLE001 - Redis failed: nothing was taken, or the lease expires
+            raise asyncio.CancelledError from None
+        if _took(result):
+            with contextlib.suppress(Exception):
+                await batch.run(_undo_commands(keys, args, result))
+        raise
+    result = replies[-1]
+    if isinstance(result, Exception):
+        raise result
+    if verify is not None and (isinstance(replies[0], Exception) or list(replies[0]) != list(verify[1])):
+        if _took(result):
+            await batch.run(_undo_commands(keys, args, result))
+        raise StaleSnapshot()
+    return result
+
+
+def _took(result) -> bool:
+    return isinstance(result, list) and bool(result) and int(result[0]) == 1
+
+
+def _undo_commands(keys: list[str], args: list, result: list) -> list[tuple]:
+    """Commands that give back everything an admission took (see ADMIT_LUA for the layouts)."""
+    lease_id, estimated = args[0], int(args[1])
+    commands: list[tuple] = []
+    for scope in (0, 1):
+        rpm, rpd, tpm, conc = (int(v) for v in args[6 + scope * 4:10 + scope * 4])
+        rpm_key, rpd_key, tpm_key, conc_key = keys[scope * 4:scope * 4 + 4]
+        if rpm >= 0:
+            commands.append(("ZREM", rpm_key, lease_id))
+        if rpd >= 0:
+            commands.append(("DECR", rpd_key))
+        if tpm >= 0 and estimated:
+            commands.append(("DECRBY", tpm_key, estimated))
+        if conc >= 0:
+            commands.append(("ZREM", conc_key, lease_id))
+    budgets, cost = int(args[14]), int(args[15])
+    for index, which in enumerate(result[16:16 + budgets]):
+        if int(which) > 0 and cost:
+            commands.append(("DECRBY", keys[8 + index * 3 + int(which)], cost))
+    return commands
 
 
 def _calendar(now: float) -> tuple[str, str, int, int, int, int]:
@@ -484,11 +556,16 @@ def _degraded_admit(*, tenant_id, tenant_limits, key_id, key_limits, estimated_t
 
 async def admit(*, tenant_id: str, tenant_limits: QuotaLimits, key_id=None, key_limits: QuotaLimits | None = None,
                 estimated_tokens: int, request_id: str, lease_seconds: int = 300,
-                degraded_ok: bool = False, budget_scopes=(), estimated_cost_units: int = 0) -> Admission:
+                degraded_ok: bool = False, budget_scopes=(), estimated_cost_units: int = 0,
+                verify: tuple | None = None) -> Admission:
     """Check and take every quota of the tenant and (when given) the key in one atomic step.
 
     `budget_scopes`: (kind, id) pairs, e.g. [("tenant", "acme"), ("department", 3), ("project", 9)],
-    whose budget hard limits (if billing set any) are checked and charged `estimated_cost_units`."""
+    whose budget hard limits (if billing set any) are checked and charged `estimated_cost_units`.
+
+    `verify`: (cache keys, the values expected in them). The keys are read in the same round trip
+    as the admission; if any holds something else, whatever the admission took is given back and
+    StaleSnapshot is raised (the caller decided on snapshots that have changed since)."""
     tenant_id = str(tenant_id)
     key_id = None if key_id is None else str(key_id)
     estimated_tokens = max(0, int(estimated_tokens))
@@ -506,12 +583,15 @@ async def admit(*, tenant_id: str, tenant_limits: QuotaLimits, key_id=None, key_
             *tenant_args, *key_args, len(budget_scopes), estimated_cost_units]
 
     if _backend_down():
+        if verify is not None:
+            raise StaleSnapshot()  # nothing can be verified: the caller takes the slow path
         return _unavailable(degraded_ok, tenant_id, tenant_limits, key_id, key_limits, estimated_tokens, lease_id)
     try:
-        client = get_async_redis()
-        result = await _script_for(client)(keys=keys, args=args)
+        result = await _admit_script(keys, args, verify)
     except _BACKEND_ERRORS as exc:
         _trip_breaker(exc)
+        if verify is not None:
+            raise StaleSnapshot() from None
         return _unavailable(degraded_ok, tenant_id, tenant_limits, key_id, key_limits, estimated_tokens, lease_id)
 
     _breaker["timeouts"] = 0
@@ -625,86 +705,19 @@ async def settle(admission: Admission, actual_tokens: int | None, actual_cost_un
             or _backend_down():
         return
 
-    def fill(pipe):
-        if release_slot:
-            for k in conc_keys:
-                pipe.zrem(k, admission.lease_id)
-        if delta:
-            for k in token_keys:
-                pipe.incrby(k, delta)
-        if cost_delta:
-            for k in budget_keys:
-                pipe.incrby(k, cost_delta)
-
-    await _settles().run(fill)
-
-
-class _GroupSettle:
-    """Group commit of settle pipelines on one event loop: a settle that arrives while another is in
-    flight waits for it and then goes with every other waiting settle in one pipeline, so a burst
-    of finishing requests costs a few round trips instead of one each. Each caller still returns
-    only once its own commands have run (or Redis failed, which trips the breaker as before)."""
-
-    def __init__(self):
-        self.pending: list[tuple] = []
-        self.busy = False
-
-    async def run(self, fill) -> None:
-        if self.busy:
-            future = asyncio.get_running_loop().create_future()
-            self.pending.append((fill, future))
-            await asyncio.shield(future)
-            return
-        self.busy = True
-        try:
-            await _run(fill)
-        finally:
-            if self.pending:
-                asyncio.ensure_future(self._drain())
-            else:
-                self.busy = False
-
-    async def _drain(self) -> None:
-        try:
-            while self.pending:
-                batch, self.pending = self.pending, []
-                error = None
-                try:
-                    pipe = get_async_redis().pipeline(transaction=False)
-                    for fill, _ in batch:
-                        fill(pipe)
-                    await pipe.execute()
-                except _BACKEND_ERRORS as exc:
-                    _trip_breaker(exc)
-                except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
-                    error = exc
-                for _, future in batch:
-                    if not future.done():
-                        if error is None:
-                            future.set_result(None)
-                        elif isinstance(error, asyncio.CancelledError):
-                            future.cancel()
-                        else:
-                            future.set_exception(error)
-                if isinstance(error, asyncio.CancelledError):
-                    raise error
-        finally:
-            self.busy = False
-            for _, future in self.pending:  # only left here when this task itself was cancelled
-                if not future.done():
-                    future.cancel()
-            self.pending = []
-
-
-_settle_groups: dict[int, tuple] = {}
-
-
-def _settles() -> _GroupSettle:
-    loop = asyncio.get_running_loop()
-    found = _settle_groups.get(id(loop))
-    if found is None or found[0]() is not loop:
-        found = _settle_groups[id(loop)] = (weakref.ref(loop), _GroupSettle())
-    return found[1]
+    commands = []
+    if release_slot:
+        commands += [("ZREM", k, admission.lease_id) for k in conc_keys]
+    if delta:
+        commands += [("INCRBY", k, delta) for k in token_keys]
+    if cost_delta:
+        commands += [("INCRBY", k, cost_delta) for k in budget_keys]
+    # Through the shared batch: a burst of finishing requests costs a few round trips, and a
+    # request's settle shares its pipeline with its usage record.
+    try:
+        await hot_path_batch().run(commands)
+    except _BACKEND_ERRORS as exc:
+        _trip_breaker(exc)
 
 
 async def _run(fill) -> None:

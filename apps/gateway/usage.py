@@ -27,6 +27,7 @@ from django.db import DatabaseError, connection, transaction
 from apps.core.redis import get_async_redis, get_redis, key
 
 from . import partitions
+from .quotas import hot_path_batch
 
 logger = logging.getLogger(__name__)
 
@@ -79,59 +80,16 @@ async def enqueue(record: dict) -> None:
     try:
         if redis_down():
             raise ConnectionError("redis marked down")
-        await _pusher().push(payload)
+        # Through the shared batch: records of concurrent requests (and each request's quota
+        # settle) go to Redis in one pipeline; the request still waits until its record is there,
+        # so a process that dies after answering loses nothing.
+        await hot_path_batch().call("RPUSH", queue_key(), payload)
     except Exception as exc:  # Redis down: the record must not be lost
         trip_breaker()
         logger.warning("usage queue unavailable, writing directly", extra={"error": exc.__class__.__name__})
         await sync_to_async(write_records, thread_sensitive=False)([orjson.loads(payload)])
         return
     ensure_writer()
-
-
-class _GroupPush:
-    """Group commit onto the queue: a request waits until its record is in Redis (so a process
-    that dies after answering loses nothing), but records that arrive while a push is in flight
-    go together in the next RPUSH, so under load the queue costs one round trip per batch."""
-
-    def __init__(self):
-        self.pending: list[tuple[bytes, asyncio.Future]] = []
-        self.flushing = False
-
-    async def push(self, payload: bytes) -> None:
-        future = asyncio.get_running_loop().create_future()
-        self.pending.append((payload, future))
-        if not self.flushing:
-            self.flushing = True
-            asyncio.ensure_future(self._flush())
-        await asyncio.shield(future)
-
-    async def _flush(self) -> None:
-        try:
-            while self.pending:
-                batch, self.pending = self.pending, []
-                try:
-                    await get_async_redis().rpush(queue_key(), *(payload for payload, _ in batch))
-                except Exception as exc:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                else:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_result(None)
-        finally:
-            self.flushing = False
-
-
-_pushers: dict[int, _GroupPush] = {}
-
-
-def _pusher() -> _GroupPush:
-    loop_id = id(asyncio.get_running_loop())
-    pusher = _pushers.get(loop_id)
-    if pusher is None:
-        pusher = _pushers[loop_id] = _GroupPush()
-    return pusher
 
 
 # --- writing --------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from .http import (
     join_url,
     probe_get,
     raise_for_status,
+    request_url,
     sse_events,
     stream_timeout,
     tracing_headers,
@@ -100,7 +101,7 @@ class AnthropicProvider(Provider):
         body = self.body(deployment, request)
         async with translate_errors(self.label, deployment.timeout_seconds):
             async with get_session().post(
-                self.url(deployment, "/v1/messages"),
+                request_url(self.url(deployment, "/v1/messages")),
                 data=orjson.dumps(body),
                 headers=self.headers(deployment, request),
                 timeout=call_timeout(deployment),
@@ -131,7 +132,7 @@ class AnthropicProvider(Provider):
         finish_reason = None
         async with translate_errors(self.label, deployment.timeout_seconds):
             async with get_session().post(
-                self.url(deployment, "/v1/messages"),
+                request_url(self.url(deployment, "/v1/messages")),
                 data=orjson.dumps(body),
                 headers=headers,
                 timeout=stream_timeout(deployment),

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import orjson
+import yarl
 from django.conf import settings
 
 from .base import ProbeResult, ProviderError, error_kind_for_status, parse_retry_after
@@ -38,6 +39,9 @@ def get_session() -> aiohttp.ClientSession:
             json_serialize=lambda obj: orjson.dumps(obj).decode(),
             # Proxies from the environment must not capture calls to in-cluster model servers.
             trust_env=False,
+            # Model APIs set no cookies worth keeping; a real jar costs a filter pass per call and
+            # would carry one tenant's upstream cookies into another's calls.
+            cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=True,
         )
         _sessions[loop] = session
@@ -57,6 +61,12 @@ def join_url(base_url: str, path: str) -> str:
     """base_url + path, keeping the base's query string (Azure-style `?api-version=...`) at the end."""
     parts = urlsplit(base_url)
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + path, parts.query, ""))
+
+
+@functools.lru_cache(maxsize=1024)
+def request_url(url: str) -> yarl.URL:
+    """The parsed form of an upstream URL, parsed once (aiohttp parses a string on every call)."""
+    return yarl.URL(url)
 
 
 def auth_headers(deployment, default: Mapping[str, str]) -> dict[str, str]:
@@ -138,13 +148,22 @@ async def translate_errors(provider_name: str, timeout_seconds: float) -> AsyncI
 
 def call_timeout(deployment) -> aiohttp.ClientTimeout:
     """Whole-call timeout for a non-streaming answer."""
-    seconds = float(deployment.timeout_seconds)
-    return aiohttp.ClientTimeout(total=seconds, connect=min(seconds, 10.0))
+    return _call_timeout(float(deployment.timeout_seconds))
 
 
 def stream_timeout(deployment) -> aiohttp.ClientTimeout:
     """A stream may run long; what must not exceed the deployment's timeout is any silence in it."""
-    seconds = float(deployment.timeout_seconds)
+    return _stream_timeout(float(deployment.timeout_seconds))
+
+
+# ClientTimeout is immutable; one per distinct number of seconds.
+@functools.lru_cache(maxsize=64)
+def _call_timeout(seconds: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=seconds, connect=min(seconds, 10.0))
+
+
+@functools.lru_cache(maxsize=64)
+def _stream_timeout(seconds: float) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=None, connect=min(seconds, 10.0), sock_read=seconds)
 
 

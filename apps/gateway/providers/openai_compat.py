@@ -21,6 +21,7 @@ from .http import (
     join_url,
     probe_get,
     raise_for_status,
+    request_url,
     sse_events,
     stream_timeout,
     tracing_headers,
@@ -78,7 +79,7 @@ class OpenAICompatibleProvider(Provider):
         body.pop("stream_options", None)
         async with translate_errors(self.label, deployment.timeout_seconds):
             async with session.post(
-                self.url(deployment, self.chat_path),
+                request_url(self.url(deployment, self.chat_path)),
                 data=orjson.dumps(body),
                 headers=self.headers(deployment, request),
                 timeout=call_timeout(deployment),
@@ -112,7 +113,7 @@ class OpenAICompatibleProvider(Provider):
         prompt_tokens = completion_tokens = None
         async with translate_errors(self.label, deployment.timeout_seconds):
             async with session.post(
-                self.url(deployment, self.chat_path),
+                request_url(self.url(deployment, self.chat_path)),
                 data=orjson.dumps(body),
                 headers=headers,
                 timeout=stream_timeout(deployment),
