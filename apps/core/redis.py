@@ -90,14 +90,20 @@ class CommandBatch:
         self.flushing = False
 
     async def run(self, commands: list[tuple]) -> list:
+        return await self.submit(commands)
+
+    def submit(self, commands: list[tuple]):
+        """Hand over the commands now; the returned future gets their replies. What is submitted
+        before the caller next awaits goes in the same pipeline."""
         import asyncio
 
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         self.pending.append((commands, future))
         if not self.flushing:
             self.flushing = True
-            asyncio.get_running_loop().create_task(self._flush())
-        return await future
+            loop.create_task(self._flush())
+        return future
 
     async def call(self, *command):
         """One command; a refusal (ResponseError) is raised."""

@@ -609,19 +609,22 @@ async def _settle_and_finish(call: Call, answered: bool) -> None:
         return
     call.finished = True
 
-    async def settle():
-        actual = call.prompt_tokens + call.completion_tokens if answered or call.status != "cancelled" else None
-        try:
-            if call.admission is not None:
-                await quotas.settle(call.admission, actual, quotas.to_budget_units(call.cost))
-        except Exception:
-            logger.exception("quota settle failed")
-
     async def work():
         await _price(call)
-        # Independent Redis round trips, so they overlap: the slot's release and the record's push.
         async with redis_phase():
-            await asyncio.gather(settle(), finish(call))
+            pending = None
+            if call.admission is not None:
+                actual = call.prompt_tokens + call.completion_tokens if answered or call.status != "cancelled" else None
+                try:
+                    pending = quotas.start_settle(call.admission, actual, quotas.to_budget_units(call.cost))
+                except Exception:
+                    logger.exception("quota settle failed")
+            # The usage record is handed to Redis before anything is awaited, so it goes in the
+            # same pipeline as the slot's release: one round trip for both.
+            try:
+                await finish(call)
+            finally:
+                await quotas.settled(pending)
 
     task = asyncio.ensure_future(work())
     try:

@@ -300,12 +300,12 @@ async def _admit_script(keys: list[str], args: list, verify: tuple | None = None
     commands = [("EVALSHA", ADMIT_SHA, len(keys), *keys, *args)]
     if verify is not None:
         commands.insert(0, ("MGET", *verify[0]))
-    reply = asyncio.ensure_future(batch.run(commands))
+    reply = batch.submit(commands)
     try:
         replies = await asyncio.shield(reply)
         if isinstance(replies[-1], NoScriptError):
             await batch.client.script_load(ADMIT_LUA)
-            reply = asyncio.ensure_future(batch.run(commands))
+            reply = batch.submit(commands)
             replies = await asyncio.shield(reply)
     except asyncio.CancelledError:
         try:
@@ -684,8 +684,15 @@ async def settle(admission: Admission, actual_tokens: int | None, actual_cost_un
     `actual_tokens` None leaves the reservation as it is (the real count is unknown); likewise
     `actual_cost_units` for the budget reservation (the request's real, priced cost).
     Never raises: if Redis is gone the lease expires by itself."""
+    await settled(start_settle(admission, actual_tokens, actual_cost_units))
+
+
+def start_settle(admission: Admission, actual_tokens: int | None, actual_cost_units: int | None = None):
+    """`settle`'s commands handed to the shared batch now, without waiting: returns what to pass to
+    `settled` (None when nothing goes to Redis). Whatever else the caller hands to the batch before
+    it next awaits goes in the same pipeline (the pipeline's usage record does)."""
     if not admission.allowed:
-        return
+        return None
     cost_delta = 0
     if actual_cost_units is not None and not admission._cost_reconciled:
         admission._cost_reconciled = True
@@ -699,11 +706,11 @@ async def settle(admission: Admission, actual_tokens: int | None, actual_cost_un
     if admission._local is not None:
         if release_slot:
             _local.release(admission._local, admission.lease_id)
-        return
+        return None
     conc_keys, token_keys, budget_keys = admission._keys
     if not ((release_slot and conc_keys) or (delta and token_keys) or (cost_delta and budget_keys)) \
             or _backend_down():
-        return
+        return None
 
     commands = []
     if release_slot:
@@ -712,10 +719,16 @@ async def settle(admission: Admission, actual_tokens: int | None, actual_cost_un
         commands += [("INCRBY", k, delta) for k in token_keys]
     if cost_delta:
         commands += [("INCRBY", k, cost_delta) for k in budget_keys]
-    # Through the shared batch: a burst of finishing requests costs a few round trips, and a
-    # request's settle shares its pipeline with its usage record.
+    # Through the shared batch: a burst of finishing requests costs a few round trips.
+    return hot_path_batch().submit(commands)
+
+
+async def settled(pending) -> None:
+    """Wait for a `start_settle`; never raises (a Redis failure trips the breaker)."""
+    if pending is None:
+        return
     try:
-        await hot_path_batch().run(commands)
+        await pending
     except _BACKEND_ERRORS as exc:
         _trip_breaker(exc)
 
