@@ -1,10 +1,12 @@
 """Gateway benchmark: the simulator directly and through Switchyard (uvicorn, 2 workers, real
 Postgres and Redis, with authentication, quotas, metering and audit all on).
 
-Measures, in one run: latency p50/p99 and requests/s at 1, 10 and 50 concurrent clients, direct
-and through the gateway (added latency = through - direct); 1,000 concurrent requests against a
-1-second upstream (errors, p99); RSS of each server process; and that every answered request got
-its usage record. Load comes from `hey` (Go, cheap on CPU) on the same machine.
+Measures, in one run: latency p50/p99 and requests/s at 1, 10 and 50 concurrent clients, direct,
+through a bare pass-through proxy (bench/passthrough.py: the same server and upstream client with
+no authentication, quotas or metering: the floor for any Python proxy here) and through the gateway
+(added latency = through - direct); 1,000 concurrent requests against a 1-second upstream (errors,
+p99) the same three ways; RSS of each server process; and that every answered request got its
+usage record. Load comes from `hey` (Go, cheap on CPU) on the same machine.
 
 Run: ``python -m bench.gateway_bench`` (``make bench`` calls it). Writes bench/results/gateway.json.
 Uses its own database (BENCH_DATABASE_URL, default sy_bench_gateway) and Redis prefix.
@@ -125,6 +127,19 @@ def wait_http(url: str, timeout: float = 30) -> None:
     raise RuntimeError(f"{url} did not answer")
 
 
+def wait_http_post(url: str, body: dict, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    data = json.dumps(body).encode()
+    while time.monotonic() < deadline:
+        try:
+            request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer")
+
+
 def run_hey(url: str, *, requests: int, concurrency: int, body_file: str, key: str | None,
             timeout: int = 20) -> dict:
     cmd = ["hey", "-n", str(requests), "-c", str(concurrency), "-m", "POST", "-T", "application/json",
@@ -205,6 +220,16 @@ def main(argv=None) -> int:
             cwd=ROOT, env=env, start_new_session=True,
         )
         gateway = f"http://127.0.0.1:{port}"
+        # The baseline proxy: the same server and upstream client with nothing else (bench/passthrough.py).
+        passthrough_port = free_port()
+        passthrough_env = {**env, "PASSTHROUGH_UPSTREAMS": json.dumps(
+            {"sim-small": [sim.url, "sim-small"], "sim-slow": [slow.url, "sim-small"]})}
+        passthrough_server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "bench.passthrough:application", "--host", "127.0.0.1", "--port",
+             str(passthrough_port), "--workers", "2", "--no-access-log", "--log-level", "warning", "--backlog", "4096"],
+            cwd=ROOT, env=passthrough_env, start_new_session=True,
+        )
+        passthrough = f"http://127.0.0.1:{passthrough_port}"
         drainer = None
         if args.drainer == "process":
             drainer = subprocess.Popen(
@@ -212,14 +237,16 @@ def main(argv=None) -> int:
             )
         try:
             wait_http(gateway + "/healthz")
+            wait_http_post(passthrough + "/v1/chat/completions", BODY)
             with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
                 json.dump(BODY, handle)
                 body_file = handle.name
             with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
                 json.dump({**BODY, "model": "sim-slow"}, handle)
                 slow_body = handle.name
-            # Warm up both paths (connections, routing table, caches).
+            # Warm up every path (connections, routing table, caches).
             run_hey(sim.url + "/v1/chat/completions", requests=500, concurrency=10, body_file=body_file, key="sk")
+            run_hey(passthrough + "/v1/chat/completions", requests=500, concurrency=10, body_file=body_file, key=None)
             warm = run_hey(
                 gateway + "/v1/chat/completions", requests=1000, concurrency=10, body_file=body_file, key=key
             )
@@ -228,17 +255,22 @@ def main(argv=None) -> int:
             for clients, requests in steps:
                 direct = run_hey(sim.url + "/v1/chat/completions", requests=requests, concurrency=clients,
                                  body_file=body_file, key="sk")
+                bare = run_hey(passthrough + "/v1/chat/completions", requests=requests, concurrency=clients,
+                               body_file=body_file, key=None)
                 through = run_hey(gateway + "/v1/chat/completions", requests=requests, concurrency=clients,
                                   body_file=body_file, key=key)
                 answered += through["status"].get("200", 0)
                 step = {
-                    "clients": clients, "direct": direct, "through": through,
+                    "clients": clients, "direct": direct, "passthrough": bare, "through": through,
                     "added_p50_ms": round(through["p50_ms"] - direct["p50_ms"], 3),
                     "added_p99_ms": round(through["p99_ms"] - direct["p99_ms"], 3),
+                    "passthrough_added_p50_ms": round(bare["p50_ms"] - direct["p50_ms"], 3),
+                    "rps_ratio_to_passthrough": round(through["rps"] / bare["rps"], 3) if bare["rps"] else None,
                 }
                 report["steps"].append(step)
                 print(f"{clients:>3} clients: direct p50 {direct['p50_ms']:.2f} ms p99 {direct['p99_ms']:.2f} ms "
-                      f"{direct['rps']:.0f} req/s | through p50 {through['p50_ms']:.2f} ms p99 {through['p99_ms']:.2f} ms "
+                      f"{direct['rps']:.0f} req/s | passthrough p50 {bare['p50_ms']:.2f} ms {bare['rps']:.0f} req/s "
+                      f"| through p50 {through['p50_ms']:.2f} ms p99 {through['p99_ms']:.2f} ms "
                       f"{through['rps']:.0f} req/s errors {through['errors']} | added p50 {step['added_p50_ms']:.2f} ms "
                       f"p99 {step['added_p99_ms']:.2f} ms", flush=True)
 
@@ -255,6 +287,14 @@ def main(argv=None) -> int:
             print(
                 f"{slow_n} in flight, 1 s upstream, direct: p50 {held_direct['p50_ms']:.0f} ms "
                 f"p99 {held_direct['p99_ms']:.0f} ms errors {held_direct['errors']}",
+                flush=True,
+            )
+            held_bare = run_hey(passthrough + "/v1/chat/completions", requests=slow_n * 2, concurrency=slow_n,
+                                body_file=slow_body, key=None, timeout=30)
+            report["in_flight_1000_passthrough"] = held_bare
+            print(
+                f"{slow_n} in flight, 1 s upstream, passthrough: p50 {held_bare['p50_ms']:.0f} ms "
+                f"p99 {held_bare['p99_ms']:.0f} ms errors {held_bare['errors']}",
                 flush=True,
             )
             held = run_hey(gateway + "/v1/chat/completions", requests=slow_n * 2, concurrency=slow_n,
@@ -289,11 +329,12 @@ def main(argv=None) -> int:
                     drainer.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     drainer.kill()
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            for process in (server, passthrough_server):
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
 
     path = RESULTS if args.drainer == "server" else RESULTS_PROCESS_DRAINER
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -31,11 +31,13 @@ from . import endpoints  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
+# The views without their csrf_exempt wrapper (it only marks them for Django's CSRF middleware,
+# which the fast lane does not run): one coroutine frame less on every resumption.
 FAST_ROUTES = {
-    "/v1/chat/completions": endpoints.chat_completions,
-    "/v1/models": endpoints.openai_models,
-    "/api/v1/generate": endpoints.generate,
-    "/api/v1/models": endpoints.models,
+    "/v1/chat/completions": endpoints.chat_completions.__wrapped__,
+    "/v1/models": endpoints.openai_models.__wrapped__,
+    "/api/v1/generate": endpoints.generate.__wrapped__,
+    "/api/v1/models": endpoints.models.__wrapped__,
 }
 
 

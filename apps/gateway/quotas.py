@@ -44,9 +44,9 @@ import contextlib
 import hashlib
 import logging
 import math
+import os
 import threading
 import time
-import uuid
 import weakref
 from collections import deque
 from dataclasses import dataclass
@@ -570,7 +570,7 @@ async def admit(*, tenant_id: str, tenant_limits: QuotaLimits, key_id=None, key_
     key_id = None if key_id is None else str(key_id)
     estimated_tokens = max(0, int(estimated_tokens))
     # The lease id is unique per admission (a retried request id must count again, once admitted).
-    lease_id = f"{request_id}:{uuid.uuid4().hex[:12]}"
+    lease_id = f"{request_id}:{os.urandom(6).hex()}"
     now = time.time()
     day_tag, month_tag, to_day, to_month, day_ttl, month_ttl = _calendar(now)
     budget_scopes = [(str(kind), str(scope_id)) for kind, scope_id in budget_scopes]
