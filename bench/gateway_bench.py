@@ -278,25 +278,18 @@ def main(argv=None) -> int:
             report["rss_mib_after_load"] = {str(pid): round(rss_mib(pid), 1) for pid in pids}
 
             # 1,000 requests in flight at once against a 1-second upstream: the simulator directly
-            # (the baseline: what the load generator and the simulator cost on this machine's
-            # cores), then through the gateway.
+            # (what the load generator and the simulator cost on this machine's cores), through the
+            # bare pass-through proxy, then through the gateway.
             slow_n = 1000 if not args.quick else 500
-            held_direct = run_hey(slow.url + "/v1/chat/completions", requests=slow_n * 2, concurrency=slow_n,
-                                  body_file=body_file, key="sk", timeout=30)
-            report["in_flight_1000_direct"] = held_direct
-            print(
-                f"{slow_n} in flight, 1 s upstream, direct: p50 {held_direct['p50_ms']:.0f} ms "
-                f"p99 {held_direct['p99_ms']:.0f} ms errors {held_direct['errors']}",
-                flush=True,
-            )
-            held_bare = run_hey(passthrough + "/v1/chat/completions", requests=slow_n * 2, concurrency=slow_n,
-                                body_file=slow_body, key=None, timeout=30)
-            report["in_flight_1000_passthrough"] = held_bare
-            print(
-                f"{slow_n} in flight, 1 s upstream, passthrough: p50 {held_bare['p50_ms']:.0f} ms "
-                f"p99 {held_bare['p99_ms']:.0f} ms errors {held_bare['errors']}",
-                flush=True,
-            )
+            baselines = {}
+            for name, url, body, auth in (("direct", slow.url, body_file, "sk"),
+                                          ("passthrough", passthrough, slow_body, None)):
+                baselines[name] = run_hey(url + "/v1/chat/completions", requests=slow_n * 2, concurrency=slow_n,
+                                          body_file=body, key=auth, timeout=30)
+                report[f"in_flight_1000_{name}"] = baselines[name]
+                print(f"{slow_n} in flight, 1 s upstream, {name}: p50 {baselines[name]['p50_ms']:.0f} ms "
+                      f"p99 {baselines[name]['p99_ms']:.0f} ms errors {baselines[name]['errors']}", flush=True)
+            held_direct = baselines["direct"]
             held = run_hey(gateway + "/v1/chat/completions", requests=slow_n * 2, concurrency=slow_n,
                            body_file=slow_body, key=key, timeout=30)
             answered += held["status"].get("200", 0)
