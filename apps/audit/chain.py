@@ -39,7 +39,16 @@ def normalise_json(value: dict | None) -> dict:
     as strings), so the hash computed now matches the one computed at verification."""
     if not value:
         return {}
-    return json.loads(json.dumps(_plain(value), cls=DjangoJSONEncoder))
+    plain = _plain(value)
+    try:
+        # orjson, with Django's encoder for what JSON has no type for (dates as Django writes them,
+        # Decimals, durations): the same result as the standard library's path, several times faster.
+        return orjson.loads(orjson.dumps(plain, default=_DJANGO_ENCODER.default, option=orjson.OPT_PASSTHROUGH_DATETIME))
+    except TypeError:  # integers beyond 64 bits, which orjson refuses
+        return json.loads(json.dumps(plain, cls=DjangoJSONEncoder))
+
+
+_DJANGO_ENCODER = DjangoJSONEncoder()
 
 
 def canonical(data) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import os
@@ -39,7 +40,7 @@ def _actor_fields(actor) -> tuple[str, str, str, int | None]:
     if actor is None:
         return ActorType.SYSTEM, "", "system", None
     if isinstance(actor, Actor):
-        if actor.kind not in ActorType.values:
+        if actor.kind not in _ACTOR_TYPES:
             raise ValueError(f"unknown actor kind {actor.kind!r}")
         user_id = actor.user_id
         if user_id is None and actor.kind == ActorType.USER and str(actor.id).isdigit():
@@ -54,11 +55,21 @@ def _actor_fields(actor) -> tuple[str, str, str, int | None]:
     return ActorType.ANONYMOUS, "", "", None
 
 
+# Django's `.values` builds its list anew on every access; events are checked against these sets.
+_ACTOR_TYPES = frozenset(ActorType.values)
+_RESULTS = frozenset(Result.values)
+
+
 def _clean_ip(value) -> str:
     if not value:
         return ""
+    return _canonical_ip(str(value).strip())
+
+
+@functools.lru_cache(maxsize=4096)  # the same few client addresses over and over
+def _canonical_ip(text: str) -> str:
     try:
-        return str(ipaddress.ip_address(str(value).strip()))
+        return str(ipaddress.ip_address(text))
     except ValueError:
         return ""
 
@@ -112,7 +123,7 @@ def build_event(
     """The columns of a new event with its body hash: all the work that needs no chain lock."""
     if not action or len(action) > 100:
         raise ValueError("action must be 1 to 100 characters")
-    if result not in Result.values:
+    if result not in _RESULTS:
         raise ValueError(f"result must be one of {', '.join(Result.values)}, got {result!r}")
     tenant = _tenant_key(tenant_id)
     actor_type, actor_id, actor_label, user_id = _actor_fields(actor)
