@@ -16,6 +16,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -28,7 +29,7 @@ from redis.exceptions import RedisError
 from apps.core.redis import get_redis, key
 
 from . import health
-from .models import Deployment, HealthCheckRollup, ProviderKind
+from .models import Deployment, HealthCheckRollup
 
 logger = logging.getLogger(__name__)
 
@@ -56,35 +57,35 @@ class Target:
     timeout: float
 
 
-def _root(base_url: str) -> str:
-    base = base_url.rstrip("/")
-    return base[:-3] if base.endswith("/v1") else base
+# How each provider kind is probed comes from its adapter in the gateway app (which sits above this
+# one and registers them when it is ready), so a health check sends exactly what the adapter's own
+# probe sends: same URL, same credential header.
+_probe_requests: dict[str, Callable[[Target], tuple[str, dict[str, str]]]] = {}
 
 
-def _headers(target: Target, default: dict[str, str]) -> dict[str, str]:
-    headers = dict(default)
-    for name, value in (target.extra_headers or {}).items():
-        headers[name] = str(value).replace("{api_key}", target.api_key or "")
-    return headers
+def register_probe_request(kind: str, build: Callable[[Target], tuple[str, dict[str, str]]]) -> None:
+    _probe_requests[kind] = build
 
 
 def probe_request(target: Target) -> tuple[str, dict[str, str]]:
     """The URL and headers of the cheapest call that proves a deployment answers, per provider kind."""
-    if target.provider == ProviderKind.SIMULATOR:
-        return _root(target.base_url) + "/health", {}
-    if target.provider == ProviderKind.ANTHROPIC:
-        return _root(target.base_url) + "/v1/models", _headers(
-            target, {"x-api-key": target.api_key or "", "anthropic-version": settings.GATEWAY_ANTHROPIC_VERSION})
-    return target.base_url.rstrip("/") + "/models", _headers(target, {"Authorization": f"Bearer {target.api_key or ''}"})
+    build = _probe_requests.get(target.provider)
+    if build is None:
+        raise LookupError(f"no probe for provider kind {target.provider!r}")
+    return build(target)
 
 
 async def probe(session: aiohttp.ClientSession, target: Target) -> Probe:
     """Never raises: a timeout, refused connection or error status is a failed probe with a reason."""
-    url, headers = probe_request(target)
     started = time.perf_counter()
 
     def result(ok: bool, detail: str) -> Probe:
         return Probe(target.id, ok, round((time.perf_counter() - started) * 1000, 2), detail[:200])
+
+    try:
+        url, headers = probe_request(target)
+    except LookupError as exc:
+        return result(False, str(exc))
 
     try:
         async with asyncio.timeout(target.timeout):

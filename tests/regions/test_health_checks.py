@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -71,12 +72,23 @@ def test_each_provider_kind_gets_its_own_cheap_probe():
 
     url, headers = healthchecks.probe_request(target("openai"))
     assert url == "https://api.example.test/v1/models"
-    assert headers == {"Authorization": "Bearer sk-1"}
+    assert headers["Authorization"] == "Bearer sk-1"
     url, headers = healthchecks.probe_request(target("anthropic", "https://api.anthropic.test"))
     assert url == "https://api.anthropic.test/v1/models"
     assert headers["x-api-key"] == "sk-1" and "anthropic-version" in headers
     url, headers = healthchecks.probe_request(target("simulator", "http://127.0.0.1:9/v1"))
     assert url == "http://127.0.0.1:9/health"
+    # Azure-style: the key goes in the header that names the placeholder, and only there.
+    azure = healthchecks.Target(id="x", provider="openai", base_url="https://res.example.test/openai/v1?api-version=1",
+                                api_key="sk-2", extra_headers={"api-key": "{api_key}"}, timeout=1)
+    url, headers = healthchecks.probe_request(azure)
+    assert url == "https://res.example.test/openai/v1/models?api-version=1"
+    assert headers["api-key"] == "sk-2" and "Authorization" not in headers
+    # A kind no adapter serves is a failed probe with a reason, not an exception.
+    unknown = healthchecks.Target(id="x", provider="nope", base_url="http://127.0.0.1:9", api_key=None,
+                                  extra_headers={}, timeout=1)
+    probe = asyncio.run(healthchecks.probe(None, unknown))
+    assert not probe.ok and "no probe for provider kind 'nope'" in probe.detail
 
 
 def test_a_down_deployment_cools_down_after_two_failed_probes_and_a_good_probe_brings_it_back(region, sim):

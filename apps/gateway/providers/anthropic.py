@@ -14,6 +14,7 @@ from django.conf import settings
 
 from .base import ChatRequest, ChatResult, ProbeResult, Provider, ProviderError, StreamDelta
 from .http import (
+    api_root,
     auth_headers,
     call_timeout,
     get_session,
@@ -65,10 +66,7 @@ class AnthropicProvider(Provider):
     label = "Anthropic"
 
     def url(self, deployment, path: str) -> str:
-        base = deployment.base_url.rstrip("/")
-        if base.endswith("/v1"):
-            base = base[:-3]
-        return join_url(base, path)
+        return join_url(api_root(deployment.base_url), path)
 
     def headers(self, deployment, request: ChatRequest | None = None) -> dict[str, str]:
         headers = {
@@ -170,9 +168,12 @@ class AnthropicProvider(Provider):
             completion_tokens=completion_tokens,
         )
 
+    def probe_request(self, deployment) -> tuple[str, dict[str, str]]:
+        return self.url(deployment, "/v1/models"), self.headers(deployment)
+
     async def probe(self, deployment) -> ProbeResult:
-        return await probe_get(self.label, deployment, self.url(deployment, "/v1/models"),
-                               headers=self.headers(deployment))
+        url, headers = self.probe_request(deployment)
+        return await probe_get(self.label, deployment, url, headers=headers)
 
 
 register(AnthropicProvider())

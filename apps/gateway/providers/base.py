@@ -98,6 +98,10 @@ class Provider(abc.ABC):
         """An async iterator of deltas; the last carries usage. Raises ProviderError while iterating."""
 
     @abc.abstractmethod
+    def probe_request(self, deployment: DeploymentLike) -> tuple[str, dict[str, str]]:
+        """The URL and headers of `probe`'s call (the periodic health checks send the same)."""
+
+    @abc.abstractmethod
     async def probe(self, deployment: DeploymentLike) -> ProbeResult:
         """A cheap reachability and credentials check; never raises for upstream trouble."""
 

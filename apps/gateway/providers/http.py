@@ -63,6 +63,13 @@ def join_url(base_url: str, path: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + path, parts.query, ""))
 
 
+def api_root(base_url: str) -> str:
+    """A base URL without a trailing /v1, for APIs whose paths carry the version themselves
+    (Anthropic's /v1/messages, the simulator's /v1/chat/completions and /health)."""
+    base = base_url.rstrip("/")
+    return base[:-3] if base.endswith("/v1") else base
+
+
 @functools.lru_cache(maxsize=1024)
 def request_url(url: str) -> yarl.URL:
     """The parsed form of an upstream URL, parsed once (aiohttp parses a string on every call)."""

@@ -148,9 +148,14 @@ class OpenAICompatibleProvider(Provider):
             completion_tokens=completion_tokens,
         )
 
+    def probe_request(self, deployment) -> tuple[str, dict[str, str]]:
+        """The URL and headers of the cheapest call that proves the deployment answers (the
+        regions app's health checks use it too)."""
+        return self.url(deployment, self.models_path), self.headers(deployment)
+
     async def probe(self, deployment) -> ProbeResult:
-        return await probe_get(self.label, deployment, self.url(deployment, self.models_path),
-                               headers=self.headers(deployment))
+        url, headers = self.probe_request(deployment)
+        return await probe_get(self.label, deployment, url, headers=headers)
 
 
 register(OpenAICompatibleProvider())

@@ -7,7 +7,7 @@ simulator is told which tenant a call is for, so tests and demos can see where t
 from __future__ import annotations
 
 from .base import ChatRequest, ProbeResult
-from .http import join_url, probe_get
+from .http import api_root, join_url, probe_get
 from .openai_compat import OpenAICompatibleProvider
 from .registry import register
 
@@ -19,10 +19,7 @@ class SimulatorProvider(OpenAICompatibleProvider):
     models_path = "/v1/models"
 
     def url(self, deployment, path: str) -> str:
-        base = deployment.base_url.rstrip("/")
-        if base.endswith("/v1"):
-            base = base[:-3]
-        return join_url(base, path)
+        return join_url(api_root(deployment.base_url), path)
 
     def headers(self, deployment, request: ChatRequest | None = None) -> dict[str, str]:
         headers = super().headers(deployment, request)
@@ -31,8 +28,12 @@ class SimulatorProvider(OpenAICompatibleProvider):
         headers["X-Switchyard-Deployment"] = str(deployment.id)
         return headers
 
+    def probe_request(self, deployment) -> tuple[str, dict[str, str]]:
+        return self.url(deployment, "/health"), {}
+
     async def probe(self, deployment) -> ProbeResult:
-        return await probe_get(self.label, deployment, self.url(deployment, "/health"), healthy="healthy")
+        url, headers = self.probe_request(deployment)
+        return await probe_get(self.label, deployment, url, headers=headers, healthy="healthy")
 
 
 register(SimulatorProvider())
