@@ -257,8 +257,9 @@ _remembered: dict[tuple[str, str], tuple[bytes, bytes]] = {}
 
 
 def remembered(secret: str, tenant_hint: str | None):
-    """(key snapshot, tenant context, what to verify) from the entries last read for this key and
-    tenant, or None. Nothing here is trusted until `verify` is checked in Redis."""
+    """(key snapshot, tenant context, what to verify, the entry's name for forget_remembered) from
+    the entries last read for this key and tenant, or None. Nothing here is trusted until `verify`
+    is checked in Redis."""
     hashed = hash_key(secret)
     tenant_hint = tenant_hint or _KEY_TENANT.get(hashed)
     if not tenant_hint:

@@ -690,7 +690,7 @@ async def settle(admission: Admission, actual_tokens: int | None, actual_cost_un
 def start_settle(admission: Admission, actual_tokens: int | None, actual_cost_units: int | None = None):
     """`settle`'s commands handed to the shared batch now, without waiting: returns what to pass to
     `settled` (None when nothing goes to Redis). Whatever else the caller hands to the batch before
-    it next awaits goes in the same pipeline (the pipeline's usage record does)."""
+    it next awaits goes in the same pipeline (the request's usage record does)."""
     if not admission.allowed:
         return None
     cost_delta = 0
