@@ -13,7 +13,7 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from apps.core.mixins import apply_form_errors, get_tenant_or_404
+from apps.core.mixins import apply_form_errors, get_tenant_or_404, save_form
 from apps.core.roles import tenant_ids_for, user_can
 from apps.tenants.models import Tenant
 
@@ -48,22 +48,19 @@ def index(request):
 def prices(request):
     """The price list with its history; platform admins add prices and see unpriced models."""
     form = PriceForm(request.POST or None)
-    if request.method == "POST":
-        if not request.user.is_platform_admin:
-            raise PermissionDenied("Only platform admins set model prices.")
-        if form.is_valid():
-            data = form.cleaned_data
-            try:
-                price = services.set_price(actor=request.user, request=request, model=data["model"],
-                                           input_per_1k=data["input_per_1k"], output_per_1k=data["output_per_1k"],
-                                           currency=data["currency"],
-                                           effective_from=(data["effective_from"].astimezone(UTC)
-                                                           if data["effective_from"] else None))
-            except ValidationError as exc:
-                apply_form_errors(form, exc)
-            else:
-                messages.success(request, f"Price of {price.model} set from {price.effective_from:%Y-%m-%d %H:%M} UTC.")
-                return redirect("billing:prices")
+    if request.method == "POST" and not request.user.is_platform_admin:
+        raise PermissionDenied("Only platform admins set model prices.")
+    done = save_form(
+        request, form,
+        lambda data: services.set_price(
+            actor=request.user, request=request, model=data["model"], input_per_1k=data["input_per_1k"],
+            output_per_1k=data["output_per_1k"], currency=data["currency"],
+            effective_from=data["effective_from"].astimezone(UTC) if data["effective_from"] else None),
+        message=lambda price: f"Price of {price.model} set from {price.effective_from:%Y-%m-%d %H:%M} UTC.",
+        then=lambda _: redirect("billing:prices"),
+    )
+    if done:
+        return done
     now = datetime.now(UTC)
     current = {p.pk for p in selectors.current_prices(now)}
     rows = [{"price": p, "state": "current" if p.pk in current else ("scheduled" if p.effective_from > now else "past")}
@@ -136,20 +133,18 @@ def budgets(request, tenant_id):
     tenant = get_tenant_or_404(request.user, tenant_id, "billing")
     can_manage = user_can(request.user, tenant.pk, "manage")
     form = BudgetForm(request.POST or None, tenant=tenant)
-    if request.method == "POST":
-        if not can_manage:
-            raise PermissionDenied("Only tenant admins change budgets.")
-        if form.is_valid():
-            data = form.cleaned_data
-            try:
-                services.save_budget(actor=request.user, tenant=tenant, request=request, scope=data["scope"],
-                                     department=data["department"], project=data["project"], amount=data["amount"],
-                                     currency=data["currency"], period=data["period"], hard_limit=data["hard_limit"])
-            except ValidationError as exc:
-                apply_form_errors(form, exc)
-            else:
-                messages.success(request, "Budget saved.")
-                return redirect("billing:budgets", tenant.pk)
+    if request.method == "POST" and not can_manage:
+        raise PermissionDenied("Only tenant admins change budgets.")
+    done = save_form(
+        request, form,
+        lambda data: services.save_budget(
+            actor=request.user, tenant=tenant, request=request, scope=data["scope"], department=data["department"],
+            project=data["project"], amount=data["amount"], currency=data["currency"], period=data["period"],
+            hard_limit=data["hard_limit"]),
+        message="Budget saved.", then=lambda _: redirect("billing:budgets", tenant.pk),
+    )
+    if done:
+        return done
     now = datetime.now(UTC)
     rows = []
     for budget in selectors.budgets_for(request.user, tenant):
@@ -208,18 +203,16 @@ def invoice_detail(request, tenant_id, pk):
     tenant = get_tenant_or_404(request.user, tenant_id, "billing")
     invoice = get_object_or_404(selectors.invoices_for(request.user, tenant).select_related("corrects"), pk=pk)
     form = CreditNoteForm(request.POST or None)
-    if request.method == "POST":
-        if not request.user.is_platform_admin:
-            raise PermissionDenied("Only platform admins issue credit notes.")
-        if form.is_valid():
-            try:
-                note = services.issue_credit_note(actor=request.user, invoice=invoice, request=request,
-                                                  **form.cleaned_data)
-            except ValidationError as exc:
-                apply_form_errors(form, exc)
-            else:
-                messages.success(request, f"Credit note {note.number} issued.")
-                return redirect("billing:invoice", tenant.pk, note.pk)
+    if request.method == "POST" and not request.user.is_platform_admin:
+        raise PermissionDenied("Only platform admins issue credit notes.")
+    done = save_form(
+        request, form,
+        lambda data: services.issue_credit_note(actor=request.user, invoice=invoice, request=request, **data),
+        message=lambda note: f"Credit note {note.number} issued.",
+        then=lambda note: redirect("billing:invoice", tenant.pk, note.pk),
+    )
+    if done:
+        return done
     return render(request, "billing/invoice.html", {
         "tenant": tenant, "tab": "billing", "sub": "invoices", "invoice": invoice, "lines": invoice.lines.all(),
         "notes": invoice.credit_notes.all(), "form": form,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import get_object_or_404
 
 from .roles import user_can
@@ -38,6 +39,22 @@ class TenantPageMixin(LoginRequiredMixin):
         context["tenant"] = self.tenant
         context["can_manage"] = user_can(self.request.user, self.tenant.pk, "manage")
         return context
+
+
+def save_form(request, form, save, *, message, then):
+    """The console's form POST in one place. A valid form's data goes to `save` (the service
+    call); a ValidationError it raises goes onto the form, field by field. After a save, `message`
+    (text, or a function of save's result) is flashed and `then(result)` is the response; otherwise
+    None, and the view renders the form again with its errors."""
+    if request.method != "POST" or not form.is_valid():
+        return None
+    try:
+        result = save(form.cleaned_data)
+    except ValidationError as exc:
+        apply_form_errors(form, exc)
+        return None
+    messages.success(request, message(result) if callable(message) else message)
+    return then(result)
 
 
 def apply_form_errors(form, exc) -> None:

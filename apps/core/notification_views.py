@@ -5,12 +5,11 @@ from __future__ import annotations
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from . import notifications
-from .mixins import apply_form_errors, get_tenant_or_404, is_htmx
+from .mixins import get_tenant_or_404, is_htmx, save_form
 from .models import ChannelKind, NotificationChannel, NotificationEvent
 from .roles import tenant_ids_for
 
@@ -65,15 +64,14 @@ def channel_index(request):
 def channel_list(request, tenant_id):
     tenant = get_tenant_or_404(request.user, tenant_id, "manage")
     form = ChannelForm(request.POST or None, initial={"enabled": True})
-    if request.method == "POST" and form.is_valid():
-        data = dict(form.cleaned_data)
-        try:
-            channel = notifications.create_channel(tenant_id=tenant.pk, actor=request.user, request=request, **data)
-        except ValidationError as exc:
-            apply_form_errors(form, exc)
-        else:
-            messages.success(request, f"Channel {channel.name} added.")
-            return redirect("core:notifications", tenant_id=tenant.pk)
+    done = save_form(
+        request, form,
+        lambda data: notifications.create_channel(tenant_id=tenant.pk, actor=request.user, request=request, **data),
+        message=lambda channel: f"Channel {channel.name} added.",
+        then=lambda _: redirect("core:notifications", tenant_id=tenant.pk),
+    )
+    if done:
+        return done
     context = {"tenant": tenant, "tab": "notifications", "can_manage": True, "rows": _rows(tenant.pk), "form": form}
     return render(request, "core/notifications.html", context, status=400 if form.errors else 200)
 
@@ -89,14 +87,14 @@ def channel_edit(request, tenant_id, pk):
     initial = {"name": channel.name, "kind": channel.kind, "target": channel.target, "events": channel.events,
                "enabled": channel.enabled}
     form = ChannelForm(request.POST or None, initial=initial, editing=True)
-    if request.method == "POST" and form.is_valid():
-        try:
-            notifications.update_channel(channel=channel, actor=request.user, request=request, **form.cleaned_data)
-        except ValidationError as exc:
-            apply_form_errors(form, exc)
-        else:
-            messages.success(request, f"Channel {channel.name} saved.")
-            return redirect("core:notifications", tenant_id=tenant.pk)
+    done = save_form(
+        request, form,
+        lambda data: notifications.update_channel(channel=channel, actor=request.user, request=request, **data),
+        message=lambda _: f"Channel {channel.name} saved.",
+        then=lambda _: redirect("core:notifications", tenant_id=tenant.pk),
+    )
+    if done:
+        return done
     context = {"tenant": tenant, "tab": "notifications", "can_manage": True, "channel": channel, "form": form,
                "has_secret": bool(channel.secret)}
     return render(request, "core/notifications_edit.html", context, status=400 if form.errors else 200)

@@ -9,7 +9,7 @@ from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from apps.core.mixins import apply_form_errors, get_tenant_or_404, is_htmx
+from apps.core.mixins import get_tenant_or_404, is_htmx, save_form
 
 from . import health, selectors, services
 from .forms import DeploymentForm, RegionForm
@@ -62,14 +62,10 @@ def index(request):
 def region_create(request):
     _require_platform_admin(request.user)
     form = RegionForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            region = services.create_region(actor=request.user, request=request, **form.cleaned_data)
-        except ValidationError as exc:
-            apply_form_errors(form, exc)
-        else:
-            messages.success(request, f"Region {region.id} created.")
-            return redirect("regions:index")
+    done = save_form(request, form, lambda data: services.create_region(actor=request.user, request=request, **data),
+                     message=lambda region: f"Region {region.id} created.", then=lambda _: redirect("regions:index"))
+    if done:
+        return done
     return render(request, "regions/region_form.html", {"form": form, "creating": True},
                   status=400 if form.errors else 200)
 
@@ -79,15 +75,14 @@ def region_edit(request, region_id):
     _require_platform_admin(request.user)
     region = get_object_or_404(Region, pk=region_id)
     form = RegionForm(request.POST or None, instance=Region.objects.get(pk=region.pk))
-    if request.method == "POST" and form.is_valid():
-        changes = {k: v for k, v in form.cleaned_data.items() if k != "id"}
-        try:
-            services.update_region(actor=request.user, region=region, request=request, **changes)
-        except ValidationError as exc:
-            apply_form_errors(form, exc)
-        else:
-            messages.success(request, f"Region {region.id} saved.")
-            return redirect("regions:index")
+    done = save_form(
+        request, form,
+        lambda data: services.update_region(actor=request.user, region=region, request=request,
+                                            **{k: v for k, v in data.items() if k != "id"}),
+        message=f"Region {region.id} saved.", then=lambda _: redirect("regions:index"),
+    )
+    if done:
+        return done
     return render(request, "regions/region_form.html", {"form": form, "region": region},
                   status=400 if form.errors else 200)
 
@@ -110,14 +105,13 @@ def region_delete(request, region_id):
 def deployment_create(request):
     _require_platform_admin(request.user)
     form = DeploymentForm(request.POST or None, initial={"region": request.GET.get("region")})
-    if request.method == "POST" and form.is_valid():
-        try:
-            deployment = services.create_deployment(actor=request.user, request=request, **form.service_kwargs())
-        except ValidationError as exc:
-            apply_form_errors(form, exc)
-        else:
-            messages.success(request, f"Deployment {deployment.name} created.")
-            return redirect("regions:index")
+    done = save_form(
+        request, form,
+        lambda _: services.create_deployment(actor=request.user, request=request, **form.service_kwargs()),
+        message=lambda deployment: f"Deployment {deployment.name} created.", then=lambda _: redirect("regions:index"),
+    )
+    if done:
+        return done
     return render(request, "regions/deployment_form.html", {"form": form, "creating": True},
                   status=400 if form.errors else 200)
 
@@ -127,15 +121,14 @@ def deployment_edit(request, pk):
     _require_platform_admin(request.user)
     deployment = get_object_or_404(Deployment, pk=pk)
     form = DeploymentForm(request.POST or None, instance=Deployment.objects.get(pk=pk))
-    if request.method == "POST" and form.is_valid():
-        try:
-            services.update_deployment(actor=request.user, deployment=deployment, request=request,
-                                       **form.service_kwargs())
-        except ValidationError as exc:
-            apply_form_errors(form, exc)
-        else:
-            messages.success(request, f"Deployment {form.cleaned_data['name']} saved.")
-            return redirect("regions:index")
+    done = save_form(
+        request, form,
+        lambda _: services.update_deployment(actor=request.user, deployment=deployment, request=request,
+                                             **form.service_kwargs()),
+        message=lambda _: f"Deployment {form.cleaned_data['name']} saved.", then=lambda _: redirect("regions:index"),
+    )
+    if done:
+        return done
     return render(request, "regions/deployment_form.html", {
         "form": form, "deployment": deployment, "cooldown": health.cooldown_remaining(deployment.pk),
     }, status=400 if form.errors else 200)

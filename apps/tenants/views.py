@@ -9,7 +9,7 @@ from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from apps.core.mixins import apply_form_errors, get_tenant_or_404, is_htmx
+from apps.core.mixins import get_tenant_or_404, is_htmx, save_form
 from apps.core.roles import user_can
 
 from . import selectors, services
@@ -42,14 +42,11 @@ def tenant_list(request):
 def tenant_create(request):
     _require_platform_admin(request.user)
     form = TenantForm(request.POST or None, platform_admin=True)
-    if request.method == "POST" and form.is_valid():
-        try:
-            tenant = services.create_tenant(actor=request.user, request=request, **form.cleaned_data)
-        except ValidationError as exc:
-            apply_form_errors(form, exc)
-        else:
-            messages.success(request, f"Tenant {tenant.name} created.")
-            return redirect("tenants:detail", tenant_id=tenant.pk)
+    done = save_form(request, form, lambda data: services.create_tenant(actor=request.user, request=request, **data),
+                     message=lambda tenant: f"Tenant {tenant.name} created.",
+                     then=lambda tenant: redirect("tenants:detail", tenant_id=tenant.pk))
+    if done:
+        return done
     return render(request, "tenants/tenant_form.html", {"form": form, "creating": True}, status=400 if form.errors else 200)
 
 
@@ -74,14 +71,11 @@ def tenant_detail(request, tenant_id):
 def tenant_edit(request, tenant_id):
     tenant = get_tenant_or_404(request.user, tenant_id, "manage")
     form = TenantForm(request.POST or None, instance=tenant, platform_admin=request.user.is_platform_admin)
-    if request.method == "POST" and form.is_valid():
-        try:
-            services.update_tenant(actor=request.user, tenant=tenant, request=request, **form.cleaned_data)
-        except ValidationError as exc:
-            apply_form_errors(form, exc)
-        else:
-            messages.success(request, "Tenant saved.")
-            return redirect("tenants:detail", tenant_id=tenant.pk)
+    done = save_form(request, form,
+                     lambda data: services.update_tenant(actor=request.user, tenant=tenant, request=request, **data),
+                     message="Tenant saved.", then=lambda _: redirect("tenants:detail", tenant_id=tenant.pk))
+    if done:
+        return done
     return render(request, "tenants/tenant_form.html", {"form": form, "tenant": tenant, "tab": "overview"},
                   status=400 if form.errors else 200)
 
@@ -112,14 +106,10 @@ def _child_list(request, tenant_id, *, tab, form_class, save, items, added):
     # The unsaved instance carries the tenant, so the model's own checks (same-tenant department)
     # run during form validation.
     form = form_class(request.POST or None, instance=form_class._meta.model(tenant=tenant), **form_kwargs)
-    if request.method == "POST" and form.is_valid():
-        try:
-            save(actor=request.user, tenant=tenant, request=request, **form.cleaned_data)
-        except ValidationError as exc:
-            apply_form_errors(form, exc)
-        else:
-            messages.success(request, added)
-            return redirect(f"tenants:{tab}", tenant_id=tenant.pk)
+    done = save_form(request, form, lambda data: save(actor=request.user, tenant=tenant, request=request, **data),
+                     message=added, then=lambda _: redirect(f"tenants:{tab}", tenant_id=tenant.pk))
+    if done:
+        return done
     return _child_page(request, tenant, tab=tab, form=form, items=items(request.user, tenant),
                        template=f"tenants/{tab}.html")
 
@@ -135,14 +125,11 @@ def _child_edit(request, tenant_id, pk, *, tab, kind, form_class, save, items):
         return redirect(f"tenants:{tab}", tenant_id=tenant.pk)
     form_kwargs = {"tenant": tenant} if form_class is ProjectForm else {}
     form = form_class(request.POST or None, instance=instance, **form_kwargs)
-    if request.method == "POST" and form.is_valid():
-        try:
-            save(actor=request.user, tenant=tenant, request=request, **{kind: instance}, **form.cleaned_data)
-        except ValidationError as exc:
-            apply_form_errors(form, exc)
-        else:
-            messages.success(request, f"{kind.capitalize()} saved.")
-            return redirect(f"tenants:{tab}", tenant_id=tenant.pk)
+    done = save_form(request, form,
+                     lambda data: save(actor=request.user, tenant=tenant, request=request, **{kind: instance}, **data),
+                     message=f"{kind.capitalize()} saved.", then=lambda _: redirect(f"tenants:{tab}", tenant_id=tenant.pk))
+    if done:
+        return done
     return _child_page(request, tenant, tab=tab, form=form, items=None,
                        template="tenants/child_form.html", extra={"object": instance, "kind": kind})
 
@@ -175,14 +162,12 @@ def project_edit(request, tenant_id, pk):
 def members(request, tenant_id):
     tenant = get_tenant_or_404(request.user, tenant_id, "manage" if request.method == "POST" else "view")
     form = MemberForm(request.POST or None, tenant=tenant)
-    if request.method == "POST" and form.is_valid():
-        try:
-            services.add_member(actor=request.user, tenant=tenant, request=request, **form.cleaned_data)
-        except ValidationError as exc:
-            apply_form_errors(form, exc)
-        else:
-            messages.success(request, f"{form.cleaned_data['email']} added.")
-            return redirect("tenants:members", tenant_id=tenant.pk)
+    done = save_form(request, form,
+                     lambda data: services.add_member(actor=request.user, tenant=tenant, request=request, **data),
+                     message=lambda _: f"{form.cleaned_data['email']} added.",
+                     then=lambda _: redirect("tenants:members", tenant_id=tenant.pk))
+    if done:
+        return done
     return _child_page(request, tenant, tab="members", form=form,
                        items=selectors.members_of(request.user, tenant), template="tenants/members.html")
 
@@ -198,14 +183,13 @@ def member_edit(request, tenant_id, pk):
         return redirect("tenants:members", tenant_id=tenant.pk)
     form = MemberRoleForm(request.POST or None, tenant=tenant,
                           initial={"role": membership.role, "department": membership.department})
-    if request.method == "POST" and form.is_valid():
-        try:
-            services.change_member(actor=request.user, membership=membership, request=request, **form.cleaned_data)
-        except ValidationError as exc:
-            apply_form_errors(form, exc)
-        else:
-            messages.success(request, "Member saved.")
-            return redirect("tenants:members", tenant_id=tenant.pk)
+    done = save_form(
+        request, form,
+        lambda data: services.change_member(actor=request.user, membership=membership, request=request, **data),
+        message="Member saved.", then=lambda _: redirect("tenants:members", tenant_id=tenant.pk),
+    )
+    if done:
+        return done
     return _child_page(request, tenant, tab="members", form=form, items=None,
                        template="tenants/child_form.html", extra={"object": membership, "kind": "member"})
 
@@ -214,16 +198,12 @@ def member_edit(request, tenant_id, pk):
 def allocations(request, tenant_id):
     tenant = get_tenant_or_404(request.user, tenant_id, "manage" if request.method == "POST" else "view")
     form = AllocationForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        data = dict(form.cleaned_data)
-        pool, purpose = data.pop("pool"), data.pop("purpose")
-        try:
-            services.allocate_resources(actor=request.user, tenant=tenant, pool=pool, purpose=purpose, request=request, **data)
-        except ValidationError as exc:
-            apply_form_errors(form, exc)
-        else:
-            messages.success(request, f"Resources reserved from {pool.name}.")
-            return redirect("tenants:allocations", tenant_id=tenant.pk)
+    done = save_form(request, form,
+                     lambda data: services.allocate_resources(actor=request.user, tenant=tenant, request=request, **data),
+                     message=lambda _: f"Resources reserved from {form.cleaned_data['pool'].name}.",
+                     then=lambda _: redirect("tenants:allocations", tenant_id=tenant.pk))
+    if done:
+        return done
     pool_rows = [services.pool_usage(pool) for pool in selectors.pools()]
     return _child_page(request, tenant, tab="allocations", form=form,
                        items=selectors.allocations_of(request.user, tenant), template="tenants/allocations.html",
@@ -249,14 +229,10 @@ def pool_list(request):
     form = PoolForm(request.POST or None)
     if request.method == "POST":
         _require_platform_admin(request.user)
-        if form.is_valid():
-            try:
-                services.save_pool(actor=request.user, request=request, **form.cleaned_data)
-            except ValidationError as exc:
-                apply_form_errors(form, exc)
-            else:
-                messages.success(request, "Pool saved.")
-                return redirect("tenants:pools")
+    done = save_form(request, form, lambda data: services.save_pool(actor=request.user, request=request, **data),
+                     message="Pool saved.", then=lambda _: redirect("tenants:pools"))
+    if done:
+        return done
     rows = [services.pool_usage(pool) for pool in selectors.pools()]
     return render(request, "tenants/pools.html", {"form": form, "rows": rows, "resources": RESOURCES},
                   status=400 if form.errors else 200)
@@ -267,13 +243,10 @@ def pool_edit(request, pk):
     _require_platform_admin(request.user)
     pool = get_object_or_404(ResourcePool, pk=pk)
     form = PoolForm(request.POST or None, instance=pool)
-    if request.method == "POST" and form.is_valid():
-        try:
-            services.save_pool(actor=request.user, pool=pool, request=request, **form.cleaned_data)
-        except ValidationError as exc:
-            apply_form_errors(form, exc)
-        else:
-            messages.success(request, "Pool saved.")
-            return redirect("tenants:pools")
+    done = save_form(request, form,
+                     lambda data: services.save_pool(actor=request.user, pool=pool, request=request, **data),
+                     message="Pool saved.", then=lambda _: redirect("tenants:pools"))
+    if done:
+        return done
     return render(request, "tenants/pool_form.html", {"form": form, "pool": pool}, status=400 if form.errors else 200)
 
